@@ -1,0 +1,3 @@
+from .base import Channel, ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage
+
+__all__ = ["Channel", "ChannelError", "ChatMigrated", "ConfigurationError", "OutgoingMessage"]

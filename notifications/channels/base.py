@@ -1,0 +1,65 @@
+"""The contract every channel adapter keeps.
+
+A channel is given an ``OutgoingMessage`` and an address, sends it, and returns
+the provider's message id; or raises ``ChannelError``. No database and no
+Celery in here: ``workers`` decides what an error means for the row.
+"""
+
+from dataclasses import dataclass, field
+
+
+class ChannelError(Exception):
+    """A send that did not succeed.
+
+    ``permanent``: retrying the same message will not help.
+    ``unreachable``: the address itself is dead (blocked bot, unknown chat):
+    the worker marks the user's preference so nobody keeps paying for it.
+    ``retry_after``: seconds the provider asked us to wait (HTTP 429).
+    ``maybe_delivered``: the request left and no answer came back (read
+    timeout); the provider may have delivered it.
+    """
+
+    def __init__(
+        self, message, *, permanent=False, unreachable=False, retry_after=None, maybe_delivered=False, code=None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent or unreachable
+        self.unreachable = unreachable
+        self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
+        self.code = code
+
+    def __str__(self):
+        return self.message
+
+
+class ConfigurationError(ChannelError):
+    """Our side is misconfigured (missing or revoked token): not the recipient's
+    fault, so the address is never marked, and the message is retried in case
+    an operator fixes the configuration."""
+
+
+class ChatMigrated(ChannelError):
+    """Telegram upgraded a group to a supergroup: resend to ``new_chat_id``."""
+
+    def __init__(self, message, new_chat_id):
+        super().__init__(message)
+        self.new_chat_id = str(new_chat_id)
+
+
+@dataclass
+class OutgoingMessage:
+    title: str
+    body: str
+    emoji: str = ""
+    priority: str = "normal"
+    actions: list = field(default_factory=list)
+    link: str = ""
+
+
+class Channel:
+    channel_type = ""
+
+    def send(self, address, message):  # pragma: no cover - interface
+        raise NotImplementedError

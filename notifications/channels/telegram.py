@@ -1,0 +1,182 @@
+"""Telegram Bot API channel: HTML messages with optional inline buttons.
+
+Only talks HTTP. Error classification follows the Bot API's answers
+(shared reference: channel-apis.md); the worker decides what to do with them.
+"""
+
+import html
+
+import requests
+
+from ..redaction import redact, register_secret
+from .base import Channel, ChannelError, ChatMigrated, ConfigurationError
+
+MAX_TEXT = 4096  # characters after entity parsing (Telegram counts UTF-16 units)
+MAX_CALLBACK_DATA_BYTES = 64
+CONNECT_TIMEOUT_S = 3.05
+
+# Answers that mean the address is dead, whatever we send.
+_UNREACHABLE_400 = ("chat not found", "user not found", "peer_id_invalid", "chat_id is empty", "group chat was deleted")
+
+
+def escape(text):
+    """Escape user text for parse_mode=HTML (only <, > and & are special)."""
+    return html.escape(str(text), quote=False)
+
+
+def visible_length(text):
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text, limit):
+    """Split plain text into chunks of at most ``limit`` visible characters,
+    preferring paragraph, line and word boundaries."""
+    chunks = []
+    while visible_length(text) > limit:
+        cut = limit
+        while visible_length(text[:cut]) > limit:
+            cut -= 1
+        window = text[:cut]
+        for sep in ("\n\n", "\n", " "):
+            pos = window.rfind(sep)
+            if pos > cut // 2:
+                cut = pos + len(sep)
+                break
+        chunks.append(text[:cut].rstrip())
+        text = text[cut:].lstrip("\n")
+    if text or not chunks:
+        chunks.append(text)
+    return chunks
+
+
+def inline_keyboard(actions, per_row=3):
+    """Turn ``[{'text', 'callback_data'}]`` into Telegram's reply_markup."""
+    buttons = []
+    for action in actions:
+        data = str(action["callback_data"])
+        if not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+            raise ValueError(
+                f"callback_data must be 1-{MAX_CALLBACK_DATA_BYTES} bytes, got {len(data.encode())}: {data[:80]!r}"
+            )
+        buttons.append({"text": str(action["text"]), "callback_data": data})
+    rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
+    return {"inline_keyboard": rows} if rows else None
+
+
+def render(message):
+    """The HTML texts to send for an OutgoingMessage: a bold title line with the
+    type's emoji, the body, and an optional link; split when too long."""
+    header_plain = " ".join(p for p in (message.emoji, message.title) if p)
+    header_html = " ".join(p for p in (message.emoji, f"<b>{escape(message.title)}</b>" if message.title else "") if p)
+    footer_plain = footer_html = ""
+    if message.link:
+        footer_plain = "\n\n→ " + message.link
+        footer_html = f'\n\n<a href="{html.escape(message.link, quote=True)}">→ {escape(message.link)}</a>'
+    head_len = visible_length(header_plain + "\n\n") if header_plain else 0
+    body_chunks = split_text(message.body, MAX_TEXT - head_len - visible_length(footer_plain))
+    texts = []
+    for i, chunk in enumerate(body_chunks):
+        text = escape(chunk)
+        if i == 0 and header_html:
+            text = f"{header_html}\n\n{text}" if text else header_html
+        if i == len(body_chunks) - 1:
+            text += footer_html
+        texts.append(text)
+    return texts
+
+
+class TelegramChannel(Channel):
+    channel_type = "TELEGRAM"
+
+    def __init__(self, token, api_url="https://api.telegram.org", timeout=10.0, session=None):
+        if not token:
+            raise ConfigurationError(
+                "Telegram is not configured: set TELEGRAM_BOT_TOKEN or run `manage.py setup_telegram_bot --token`."
+            )
+        register_secret(token)
+        self._token = token
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", "cmms-omnichannel-bot")
+
+    def __repr__(self):
+        return f"<TelegramChannel {self.api_url} bot{self._token.split(':')[0]}:***>"
+
+    # -- public API ---------------------------------------------------------
+    def send(self, address, message):
+        """Send an OutgoingMessage to chat ``address``; returns the message id
+        (comma-separated ids when a long text was split)."""
+        markup = inline_keyboard(message.actions) if message.actions else None
+        texts = render(message)
+        ids = []
+        for i, text in enumerate(texts):
+            params = {"chat_id": address, "text": text, "parse_mode": "HTML"}
+            params["link_preview_options"] = {"is_disabled": True}
+            if message.priority == "low":
+                params["disable_notification"] = True
+            if markup and i == len(texts) - 1:
+                params["reply_markup"] = markup
+            result = self.call("sendMessage", **params)
+            ids.append(str(result["message_id"]))
+        return ",".join(ids)
+
+    def send_text(self, chat_id, text, reply_markup=None):
+        params = {"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
+        if reply_markup:
+            params["reply_markup"] = reply_markup
+        return self.call("sendMessage", **params)
+
+    def get_me(self):
+        return self.call("getMe")
+
+    def call(self, method, **params):
+        url = f"{self.api_url}/bot{self._token}/{method}"
+        try:
+            response = self.session.post(url, json=params, timeout=(CONNECT_TIMEOUT_S, self.timeout))
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ChannelError(f"Telegram: connection timed out ({redact(exc)})") from None
+        except requests.exceptions.ReadTimeout:
+            raise ChannelError(
+                f"Telegram: no answer within {self.timeout:g} s (the message may have been delivered)",
+                maybe_delivered=True,
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ChannelError(f"Telegram: connection failed ({type(exc).__name__}: {redact(exc)})") from None
+        return self._result(response)
+
+    # -- answers ------------------------------------------------------------
+    def _result(self, response):
+        status = response.status_code
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            if status >= 500:
+                raise ChannelError(f"Telegram: HTTP {status} from the server", code=status)
+            raise ConfigurationError(
+                f"Telegram: unexpected HTTP {status} without a Bot API answer; check TELEGRAM_API_URL", code=status
+            )
+        if data.get("ok"):
+            return data.get("result")
+        code = int(data.get("error_code") or status)
+        description = redact(data.get("description") or f"HTTP {status}")
+        parameters = data.get("parameters") or {}
+        text = f"Telegram {code}: {description}"
+        if code == 429:
+            retry_after = parameters.get("retry_after")
+            raise ChannelError(text, retry_after=float(retry_after) if retry_after else None, code=code)
+        if parameters.get("migrate_to_chat_id"):
+            raise ChatMigrated(text, parameters["migrate_to_chat_id"])
+        if code in (401, 404):
+            raise ConfigurationError(
+                f"{text} — the bot token is wrong or was revoked; check TELEGRAM_BOT_TOKEN", code=code
+            )
+        if code == 403:
+            raise ChannelError(text, unreachable=True, code=code)
+        if code == 400 and any(marker in description.lower() for marker in _UNREACHABLE_400):
+            raise ChannelError(text, unreachable=True, code=code)
+        if code >= 500:
+            raise ChannelError(text, code=code)
+        raise ChannelError(text, permanent=True, code=code)

@@ -1,0 +1,288 @@
+"""MessageRouter: who gets what, on which channels.
+
+Pure policy, no network I/O: it validates the call, resolves each recipient's
+enabled channels from UserChannelPreference (the message type's preference
+flag, the priority threshold, reachability), writes one MessageLog row per
+(recipient, channel) inside the caller's transaction, and publishes delivery
+tasks only after that transaction commits.
+"""
+
+import re
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import dispatch, message_types
+from .channels.telegram import MAX_CALLBACK_DATA_BYTES
+from .exceptions import RoutingError
+from .models import (
+    PRIORITY_RANK,
+    ChannelConfig,
+    ChannelType,
+    InAppNotification,
+    MessageLog,
+    MessageStatus,
+    Priority,
+    UserChannelPreference,
+)
+
+# Channels with a delivery adapter. A preference for another channel is
+# recorded as SKIPPED, so the operator sees why nothing went out.
+DELIVERABLE_CHANNELS = {ChannelType.TELEGRAM, ChannelType.IN_APP}
+_TELEGRAM_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+MAX_TITLE = 255
+
+
+class RoutingResult(dict):
+    """``{'TELEGRAM': True, 'EMAIL': False}``: True means the message was
+    accepted and queued for that channel (not yet delivered: MessageLog
+    tracks delivery); False means it was recorded as SKIPPED, with the reason
+    in MessageLog.last_error. ``message_ids`` maps channel -> MessageLog id."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.message_ids = {}
+
+    @property
+    def logs(self):
+        return MessageLog.objects.filter(pk__in=self.message_ids.values())
+
+
+class MessageRouter:
+    def send_to_user(
+        self,
+        user,
+        title,
+        message,
+        message_type="announcement",
+        priority=None,
+        related_object_type="",
+        related_object_id="",
+        actions=None,
+        idempotency_key=None,
+        link="",
+    ):
+        """Queue a message for one user on each of their enabled channels.
+
+        Returns a RoutingResult, e.g. ``{'TELEGRAM': True}`` (True = accepted
+        and queued). Raises RoutingError for invalid input, writing nothing.
+        """
+        if user is None or getattr(user, "pk", None) is None:
+            raise RoutingError(_("A saved user is required."))
+        spec = self._validate(title, message, message_type, priority, actions)
+        prefs = list(UserChannelPreference.objects.filter(user=user, is_enabled=True))
+        plan = self._plan(user, prefs, spec, self._enabled_channels())
+        common = self._common_fields(spec, related_object_type, related_object_id, idempotency_key, link)
+        result = RoutingResult()
+        rows = self._write(plan, common)
+        for row in rows:
+            result[row.channel_type] = row.status in (MessageStatus.QUEUED, MessageStatus.SENT)
+            result.message_ids[row.channel_type] = row.pk
+        return result
+
+    def send_notification(self, user, notification_data):
+        """The seed's dict form: {'title', 'message', 'type', 'priority'?,
+        'actions': [{'text', 'callback_data'}], 'related_object_type'?,
+        'related_object_id'?, 'idempotency_key'?}. Actions become Telegram
+        inline buttons."""
+        if not isinstance(notification_data, dict):
+            raise RoutingError(_("notification_data must be a dict."))
+        data = notification_data
+        return self.send_to_user(
+            user=user,
+            title=data.get("title", ""),
+            message=data.get("message", ""),
+            message_type=data.get("type", "announcement"),
+            priority=data.get("priority"),
+            related_object_type=data.get("related_object_type", ""),
+            related_object_id=data.get("related_object_id", ""),
+            actions=data.get("actions"),
+            idempotency_key=data.get("idempotency_key"),
+            link=data.get("link", ""),
+        )
+
+    def broadcast_to_role(
+        self, role_name, title, message, priority="normal", message_type="announcement", idempotency_key=None
+    ):
+        """Queue a message for every active user with ``role_name``.
+
+        Returns ``{'total': N, 'success': S, 'failed': F}``: failed counts the
+        users that cannot be reached (no enabled, reachable channel), not later
+        delivery failures, which MessageLog records.
+        """
+        roles = {choice[0] for choice in get_user_model()._meta.get_field("role").choices}
+        if role_name not in roles:
+            raise RoutingError(_("Unknown role %(role)r. Known roles: %(roles)s") % {
+                "role": role_name, "roles": ", ".join(sorted(roles))})
+        spec = self._validate(title, message, message_type, priority, None)
+        users = list(get_user_model().objects.filter(role=role_name, is_active=True).values_list("pk", flat=True))
+        prefs_by_user = {}
+        for pref in UserChannelPreference.objects.filter(
+            user__role=role_name, user__is_active=True, is_enabled=True
+        ).order_by():
+            prefs_by_user.setdefault(pref.user_id, []).append(pref)
+        enabled = self._enabled_channels()
+        plan = []
+        success = 0
+        for user_id in users:
+            user_plan = self._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled)
+            plan.extend(user_plan)
+            if any(status != MessageStatus.SKIPPED for _pref, status, _reason in user_plan):
+                success += 1
+        common = self._common_fields(spec, "", "", idempotency_key, "")
+        self._write(plan, common)
+        return {"total": len(users), "success": success, "failed": len(users) - success}
+
+    # -- policy ---------------------------------------------------------------
+    def _validate(self, title, message, message_type, priority, actions):
+        mtype = message_types.get(message_type)
+        if message is None or not str(message).strip():
+            raise RoutingError(_("The message is empty."))
+        title = "" if title is None else str(title)
+        if len(title) > MAX_TITLE:
+            raise RoutingError(_("The title is longer than %(max)d characters.") % {"max": MAX_TITLE})
+        priority = priority or mtype.default_priority
+        if priority not in Priority.values:
+            raise RoutingError(
+                _("Unknown priority %(priority)r. Use one of: %(choices)s")
+                % {"priority": priority, "choices": ", ".join(Priority.values)}
+            )
+        return {
+            "type": mtype,
+            "title": title,
+            "body": str(message),
+            "priority": priority,
+            "actions": self._validate_actions(actions),
+        }
+
+    def _validate_actions(self, actions):
+        if not actions:
+            return []
+        if not isinstance(actions, (list, tuple)):
+            raise RoutingError(_("actions must be a list of {'text', 'callback_data'}."))
+        clean = []
+        for action in actions:
+            if not isinstance(action, dict) or not action.get("text") or not action.get("callback_data"):
+                raise RoutingError(_("Each action needs 'text' and 'callback_data'."))
+            data = str(action["callback_data"])
+            if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
+                raise RoutingError(
+                    _("callback_data %(data)r is %(n)d bytes; Telegram allows at most %(max)d.")
+                    % {"data": data, "n": len(data.encode()), "max": MAX_CALLBACK_DATA_BYTES}
+                )
+            clean.append({"text": str(action["text"]), "callback_data": data})
+        return clean
+
+    def _enabled_channels(self):
+        configs = dict(ChannelConfig.objects.values_list("channel_type", "is_enabled"))
+        # No row yet means the channel was never switched off.
+        return {c for c in DELIVERABLE_CHANNELS if configs.get(c, True)}
+
+    def _plan(self, user, prefs, spec, enabled_channels):
+        """[(pref, status, reason)] for one user; opted-out channels are left out."""
+        mtype, rank = spec["type"], PRIORITY_RANK[spec["priority"]]
+        plan = []
+        for pref in prefs:
+            if not getattr(pref, mtype.preference_flag):
+                continue
+            if rank < PRIORITY_RANK[pref.min_priority]:
+                continue
+            status, reason = MessageStatus.QUEUED, ""
+            if pref.channel_type not in enabled_channels:
+                status, reason = MessageStatus.SKIPPED, _("Channel %(channel)s is disabled or not available.") % {
+                    "channel": pref.channel_type}
+            elif not pref.is_reachable:
+                status, reason = MessageStatus.SKIPPED, _("Address marked unreachable: %(reason)s") % {
+                    "reason": pref.unreachable_reason}
+            elif pref.channel_type == ChannelType.TELEGRAM and not _TELEGRAM_CHAT_ID.match(pref.channel_user_id.strip()):
+                status, reason = MessageStatus.SKIPPED, _("Invalid Telegram chat_id %(chat_id)r.") % {
+                    "chat_id": pref.channel_user_id}
+            elif pref.channel_type == ChannelType.IN_APP:
+                status = MessageStatus.SENT
+            plan.append((pref, status, reason))
+        return plan
+
+    def _common_fields(self, spec, related_object_type, related_object_id, idempotency_key, link):
+        payload = {}
+        if spec["actions"]:
+            payload["actions"] = spec["actions"]
+        if link:
+            payload["link"] = str(link)
+        return {
+            "message_type": spec["type"].key,
+            "title": spec["title"],
+            "body": spec["body"],
+            "priority": spec["priority"],
+            "payload": payload,
+            "related_object_type": str(related_object_type or "")[:50],
+            "related_object_id": str(related_object_id or "")[:64],
+            "idempotency_key": str(idempotency_key)[:200] if idempotency_key else None,
+        }
+
+    def _write(self, plan, common):
+        """Insert the rows (one transaction, savepoint inside the caller's) and
+        publish the queued ones after the outermost commit."""
+        if not plan:
+            return []
+        now = timezone.now()
+        rows = [
+            MessageLog(
+                user_id=pref.user_id,
+                channel_type=pref.channel_type,
+                recipient=pref.channel_user_id.strip(),
+                status=status,
+                last_error=reason,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now,
+                sent_at=now if status == MessageStatus.SENT else None,
+                **common,
+            )
+            for pref, status, reason in plan
+        ]
+        with transaction.atomic():
+            if common["idempotency_key"]:
+                rows = self._insert_idempotent(rows, common["idempotency_key"])
+            else:
+                MessageLog.objects.bulk_create(rows, batch_size=1000)
+                for row in rows:
+                    row._created = True
+            inbox = [self._in_app(row) for row in rows if row.channel_type == ChannelType.IN_APP and row._created]
+            if inbox:
+                InAppNotification.objects.bulk_create(inbox, batch_size=1000)
+            queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]
+            if queued:
+                transaction.on_commit(lambda: dispatch.publish(queued))
+        return rows
+
+    def _insert_idempotent(self, rows, key):
+        """The unique constraint (key, user, channel) decides, not a prior
+        lookup: a row that already exists is returned as it is and is not
+        published again by this call."""
+        result = []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+                row._created = True
+            except IntegrityError:
+                row = MessageLog.objects.get(idempotency_key=key, user_id=row.user_id, channel_type=row.channel_type)
+                row._created = False
+            result.append(row)
+        return result
+
+    @staticmethod
+    def _in_app(row):
+        return InAppNotification(
+            user_id=row.user_id,
+            message_log=row,
+            message_type=row.message_type,
+            title=row.title,
+            body=row.body,
+            priority=row.priority,
+            related_object_type=row.related_object_type,
+            related_object_id=row.related_object_id,
+            created_at=row.created_at,
+        )

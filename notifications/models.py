@@ -1,0 +1,198 @@
+"""The omnichannel bot's records: channel settings, user preferences, and the
+message log, which is also the outbox (a row is the unit of delivery)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ChannelType(models.TextChoices):
+    TELEGRAM = "TELEGRAM", "Telegram"
+    WHATSAPP = "WHATSAPP", "WhatsApp"
+    EMAIL = "EMAIL", _("Email")
+    SMS = "SMS", "SMS"
+    IN_APP = "IN_APP", _("In-app")
+
+
+class Priority(models.TextChoices):
+    LOW = "low", _("Low")
+    NORMAL = "normal", _("Normal")
+    HIGH = "high", _("High")
+    CRITICAL = "critical", _("Critical")
+
+
+PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+class ChannelConfig(models.Model):
+    channel_type = models.CharField(_("channel type"), max_length=20, choices=ChannelType.choices, unique=True)
+    is_enabled = models.BooleanField(_("enabled"), default=True)
+    settings = models.JSONField(_("settings"), default=dict, blank=True)
+    # A secret given on the command line (setup_telegram_bot --token), encrypted
+    # with notifications.crypto; the environment variable wins over it.
+    secret_encrypted = models.TextField(_("encrypted secret"), blank=True, editable=False)
+    # Derived from MessageLog by workers.tasks.refresh_channel_stats: workers never
+    # increment these, so no row is hot under load.
+    messages_sent = models.PositiveBigIntegerField(_("messages sent"), default=0, editable=False)
+    messages_failed = models.PositiveBigIntegerField(_("messages failed"), default=0, editable=False)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    stats_updated_at = models.DateTimeField(_("statistics updated"), null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("channel config")
+        verbose_name_plural = _("channel configs")
+        ordering = ["channel_type"]
+
+    def __str__(self):
+        return self.get_channel_type_display()
+
+    @property
+    def has_stored_secret(self):
+        return bool(self.secret_encrypted)
+
+
+class UserChannelPreference(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channel_preferences", verbose_name=_("user")
+    )
+    channel_type = models.CharField(_("channel type"), max_length=20, choices=ChannelType.choices)
+    is_enabled = models.BooleanField(_("enabled"), default=True)
+    channel_user_id = models.CharField(
+        _("channel user id"),
+        max_length=128,
+        blank=True,
+        help_text=_("Telegram chat_id, e-mail address or phone number (E.164), depending on the channel."),
+    )
+    notify_work_orders = models.BooleanField(_("notify work orders"), default=True)
+    notify_predictions = models.BooleanField(_("notify predictions"), default=True)
+    notify_reminders = models.BooleanField(_("notify maintenance reminders"), default=True)
+    notify_alerts = models.BooleanField(_("notify alerts and announcements"), default=True)
+    min_priority = models.CharField(
+        _("minimum priority"),
+        max_length=10,
+        choices=Priority.choices,
+        default=Priority.LOW,
+        help_text=_("Only messages of this priority or higher use this channel (e.g. SMS for critical only)."),
+    )
+    # Set by the worker on a permanent provider error (bot blocked, chat not
+    # found): routing skips the address until someone fixes it.
+    is_reachable = models.BooleanField(_("reachable"), default=True)
+    unreachable_reason = models.CharField(_("unreachable reason"), max_length=255, blank=True)
+    unreachable_since = models.DateTimeField(_("unreachable since"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("user channel preference")
+        verbose_name_plural = _("user channel preferences")
+        constraints = [models.UniqueConstraint(fields=["user", "channel_type"], name="unique_user_channel")]
+        ordering = ["user_id", "channel_type"]
+
+    def __str__(self):
+        return f"{self.user} · {self.get_channel_type_display()}"
+
+    def mark_unreachable(self, reason):
+        UserChannelPreference.objects.filter(pk=self.pk).update(
+            is_reachable=False, unreachable_reason=reason[:255], unreachable_since=timezone.now()
+        )
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "QUEUED", _("Queued")
+    SENDING = "SENDING", _("Sending")
+    SENT = "SENT", _("Sent")
+    RETRYING = "RETRYING", _("Retrying")
+    FAILED = "FAILED", _("Failed")
+    SKIPPED = "SKIPPED", _("Skipped")
+
+
+class MessageLog(models.Model):
+    """One message to one recipient on one channel. Its status is the delivery
+    state machine: QUEUED -> SENDING -> SENT, or RETRYING / FAILED; SKIPPED
+    when routing decided not to send (channel disabled, address unreachable)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="message_logs",
+        verbose_name=_("user"),
+    )
+    channel_type = models.CharField(_("channel type"), max_length=20, choices=ChannelType.choices)
+    recipient = models.CharField(_("recipient"), max_length=128, blank=True)
+    message_type = models.CharField(_("message type"), max_length=50)
+    title = models.CharField(_("title"), max_length=255, blank=True)
+    body = models.TextField(_("message"))
+    priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    # Channel extras chosen by the producer, e.g. {"actions": [{"text", "callback_data"}]}.
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=MessageStatus.choices, default=MessageStatus.QUEUED, db_index=True
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    # True when an attempt timed out after the request left: the provider may
+    # have delivered it, so a later successful attempt can be a duplicate.
+    possible_duplicate = models.BooleanField(_("possible duplicate"), default=False)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    related_object_type = models.CharField(_("related object type"), max_length=50, blank=True)
+    related_object_id = models.CharField(_("related object id"), max_length=64, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    published_at = models.DateTimeField(_("published to the queue"), null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    lease_expires_at = models.DateTimeField(_("claim expires"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("message log")
+        verbose_name_plural = _("message logs")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="msglog_status_next"),
+            models.Index(fields=["channel_type", "status"], name="msglog_channel_status"),
+            models.Index(fields=["related_object_type", "related_object_id"], name="msglog_related"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key", "user", "channel_type"],
+                condition=Q(idempotency_key__isnull=False),
+                name="msglog_unique_idempotency_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.channel_type} → {self.recipient or self.user_id} [{self.status}]"
+
+
+class InAppNotification(models.Model):
+    """The in-app inbox: what the web UI (and later WebSocket push) shows."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="in_app_notifications", verbose_name=_("user")
+    )
+    message_log = models.OneToOneField(
+        MessageLog, on_delete=models.SET_NULL, null=True, blank=True, related_name="in_app_notification"
+    )
+    message_type = models.CharField(_("message type"), max_length=50)
+    title = models.CharField(_("title"), max_length=255, blank=True)
+    body = models.TextField(_("message"))
+    priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    related_object_type = models.CharField(_("related object type"), max_length=50, blank=True)
+    related_object_id = models.CharField(_("related object id"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("in-app notification")
+        verbose_name_plural = _("in-app notifications")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user}: {self.title}"

@@ -1,0 +1,162 @@
+"""Delivery policy: claim a MessageLog row, send it through its channel,
+record the outcome. The channel knows the provider; this module knows what
+an outcome means for the row (retry, give up, mark the address)."""
+
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from notifications import message_types
+from notifications.channels import ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage
+from notifications.models import MessageLog, MessageStatus, UserChannelPreference
+from notifications.redaction import redact
+
+from . import channels, ratelimit
+
+logger = logging.getLogger(__name__)
+CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.RETRYING)
+MAX_MIGRATIONS = 2
+
+
+def policy(name):
+    return settings.DELIVERY[name]
+
+
+def claim(message_id):
+    """QUEUED/RETRYING -> SENDING in one conditional UPDATE; False when another
+    process has it, it is done, or its next attempt is not due yet."""
+    now = timezone.now()
+    won = (
+        MessageLog.objects.filter(pk=message_id, status__in=CLAIMABLE)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(
+            status=MessageStatus.SENDING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + timedelta(seconds=policy("LEASE_S")),
+            updated_at=now,
+        )
+    )
+    return won == 1
+
+
+def deliver(message_id):
+    if not claim(message_id):
+        return "not-claimed"
+    log = MessageLog.objects.get(pk=message_id)
+    outgoing = outgoing_message(log)
+    address = log.recipient
+    for _migration in range(MAX_MIGRATIONS + 1):
+        try:
+            channel = channels.get(log.channel_type)
+            ratelimit.acquire(log.channel_type, address)
+            provider_id = channel.send(address, outgoing)
+        except ChatMigrated as exc:
+            address = exc.new_chat_id
+            follow_migration(log, address)
+            continue
+        except ChannelError as exc:
+            if exc.retry_after:
+                ratelimit.note_retry_after(log.channel_type, address, exc.retry_after)
+            return record_failure(log, exc)
+        except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
+            logger.exception("Unexpected error delivering message %s", log.pk)
+            return record_failure(log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
+        return record_success(log, provider_id)
+    return record_failure(log, ChannelError(_("Chat migrated too many times."), permanent=True))
+
+
+def outgoing_message(log):
+    try:
+        emoji = message_types.get(log.message_type).emoji
+    except message_types.UnknownMessageType:
+        emoji = ""
+    payload = log.payload or {}
+    return OutgoingMessage(
+        title=log.title,
+        body=log.body,
+        emoji=emoji,
+        priority=log.priority,
+        actions=payload.get("actions") or [],
+        link=payload.get("link", ""),
+    )
+
+
+def record_success(log, provider_id):
+    now = timezone.now()
+    MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SENT,
+        provider_message_id=str(provider_id)[:128],
+        sent_at=now,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    return "sent"
+
+
+def record_failure(log, exc):
+    now = timezone.now()
+    attempts = MessageLog.objects.filter(pk=log.pk).values_list("attempts", flat=True).first() or log.attempts + 1
+    error = redact(str(exc))[:2000]
+    fields = {"last_error": error, "lease_expires_at": None, "updated_at": now}
+    if exc.maybe_delivered:
+        fields["possible_duplicate"] = True
+    if exc.unreachable:
+        UserChannelPreference.objects.filter(
+            user_id=log.user_id, channel_type=log.channel_type, channel_user_id=log.recipient
+        ).update(is_reachable=False, unreachable_reason=error[:255], unreachable_since=now)
+    if exc.permanent or attempts >= policy("MAX_ATTEMPTS"):
+        if not exc.permanent:
+            fields["last_error"] = _("Gave up after %(n)d attempts. Last error: %(error)s") % {
+                "n": attempts, "error": error}
+        MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+            status=MessageStatus.FAILED, failed_at=now, next_attempt_at=None, **fields
+        )
+        logger.warning("Message %s FAILED after %d attempt(s): %s", log.pk, attempts, error)
+        return "failed"
+    delay = retry_delay(attempts, exc.retry_after, long_wait=isinstance(exc, ConfigurationError))
+    next_attempt = now + timedelta(seconds=delay)
+    short = delay <= policy("COUNTDOWN_MAX_S")
+    MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.RETRYING, next_attempt_at=next_attempt, published_at=now if short else None, **fields
+    )
+    if short:
+        schedule_retry(log, delay)
+    logger.info("Message %s will retry in %.1f s (attempt %d): %s", log.pk, delay, attempts, error)
+    return "retrying"
+
+
+def retry_delay(attempts, retry_after=None, long_wait=False):
+    """The provider's retry_after when given (plus a little jitter so waiting
+    tasks do not return in one burst); else exponential backoff with jitter."""
+    if retry_after:
+        return float(retry_after) + random.uniform(0.05, 0.5)
+    base = policy("BACKOFF_BASE_S") * (8 if long_wait else 1)
+    cap = min(policy("BACKOFF_MAX_S"), base * 2 ** max(attempts - 1, 0))
+    return cap / 2 + random.uniform(0, cap / 2)
+
+
+def schedule_retry(log, delay):
+    from notifications.dispatch import queue_for
+
+    from .tasks import deliver_message
+
+    try:
+        deliver_message.apply_async(args=[log.pk], countdown=delay, queue=queue_for(log.channel_type))
+    except Exception as exc:  # the relay publishes it once it is due
+        logger.warning("Could not schedule retry of message %s (%s); the relay will.", log.pk, type(exc).__name__)
+        MessageLog.objects.filter(pk=log.pk).update(published_at=None)
+
+
+def follow_migration(log, new_chat_id):
+    """Telegram upgraded the group: store the new id everywhere it is used."""
+    UserChannelPreference.objects.filter(
+        user_id=log.user_id, channel_type=log.channel_type, channel_user_id=log.recipient
+    ).update(channel_user_id=new_chat_id)
+    MessageLog.objects.filter(pk=log.pk).update(recipient=new_chat_id)
+    logger.info("Message %s: chat %s migrated to %s", log.pk, log.recipient, new_chat_id)
