@@ -8,7 +8,7 @@ goes through ``redact`` first.
 import logging
 import re
 
-_TELEGRAM_TOKEN = re.compile(r"(?<![A-Za-z0-9])(\d{3,}):[A-Za-z0-9_-]{10,}")
+_TELEGRAM_TOKEN = re.compile(r"(?<!\d)(\d{3,}):[A-Za-z0-9_-]{10,}")
 _known_secrets: set[str] = set()
 
 

@@ -1,0 +1,129 @@
+"""Shared fixtures: a private Redis, the Telegram sandbox, a real Celery worker.
+
+End-to-end tests use ``transactional_db`` (the worker is another process and
+only sees committed rows) and the session's worker, pointed at the test
+database, the private Redis and the sandbox.
+"""
+
+import os
+import shutil
+
+import pytest
+import redis as redis_lib
+
+from tests.support.processes import RedisServer, Worker, wait_for
+
+SANDBOX_TOKEN = "100000:sandbox-token-not-secret"
+
+
+def _configure_broker(url):
+    from django.conf import settings
+
+    from celery_app import app
+    from notifications import dispatch
+
+    settings.REDIS_URL = url
+    settings.CELERY_BROKER_URL = url
+    app.conf.broker_url = url
+    app.pool.force_close_all()
+    app._pool = None
+    dispatch.reset_breaker()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A private redis-server on a free port; falls back to REDIS_URL only
+    when the binary is missing."""
+    if shutil.which("redis-server"):
+        server = RedisServer().start()
+        _configure_broker(server.url)
+        yield server
+        server.close()
+        return
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis_lib.RedisError:
+        pytest.fail(f"Redis is required: install redis-server or start Redis at REDIS_URL ({url}).")
+    _configure_broker(url)
+    yield type("ExternalRedis", (), {"url": url, "port": None})()
+
+
+@pytest.fixture(scope="session")
+def telegram_sandbox():
+    from sandbox import TelegramSandbox
+
+    server = TelegramSandbox(port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(telegram_sandbox, settings):
+    """The session's sandbox, emptied and with default config, and this
+    process's settings pointed at it (for commands that send directly)."""
+    telegram_sandbox.reset(config=True)
+    settings.TELEGRAM_API_URL = telegram_sandbox.url
+    settings.TELEGRAM_BOT_TOKEN = SANDBOX_TOKEN
+    from workers import channels
+
+    channels.reset()
+    yield telegram_sandbox
+    channels.reset()
+
+
+def database_url():
+    """The URL of the database the tests run on (the test database)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{os.path.abspath(s['NAME'])}"
+    auth = s["USER"] or ""
+    if s["PASSWORD"]:
+        auth += f":{s['PASSWORD']}"
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def worker_env(redis_url, sandbox_url, **extra):
+    env = {
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "TELEGRAM_API_URL": sandbox_url,
+        "TELEGRAM_BOT_TOKEN": SANDBOX_TOKEN,
+        "DJANGO_SETTINGS_MODULE": "cmms.settings",
+        "DJANGO_DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_sandbox):
+    """One real worker for the session, consuming every queue."""
+    worker = Worker(worker_env(redis_server.url, telegram_sandbox.url), concurrency=8).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def e2e(celery_worker, sandbox, transactional_db):
+    """Everything an end-to-end test needs; returns the sandbox."""
+    from notifications import dispatch
+
+    dispatch.reset_breaker()
+    return sandbox
+
+
+def wait_for_status(message_ids, statuses=("SENT",), timeout=30):
+    from notifications.models import MessageLog
+
+    ids = list(message_ids)
+
+    def done():
+        rows = list(MessageLog.objects.filter(pk__in=ids).values_list("status", flat=True))
+        return len(rows) == len(ids) and all(s in statuses for s in rows)
+
+    wait_for(done, timeout=timeout, interval=0.1, message=f"messages {ids[:5]}... to reach {statuses}")
