@@ -127,3 +127,19 @@ def wait_for_status(message_ids, statuses=("SENT",), timeout=30):
         return len(rows) == len(ids) and all(s in statuses for s in rows)
 
     wait_for(done, timeout=timeout, interval=0.1, message=f"messages {ids[:5]}... to reach {statuses}")
+
+
+@pytest.fixture
+def limiter(redis_server, settings):
+    """The shared rate limiter pointed at the private Redis, with no state
+    left from another test."""
+    from workers import ratelimit
+
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": redis_server.url}
+    ratelimit.reset()
+    client = redis_lib.Redis.from_url(redis_server.url)
+    for key in client.scan_iter(f"{ratelimit.KEY_PREFIX}:*"):
+        client.delete(key)
+    client.close()
+    yield ratelimit
+    ratelimit.reset()

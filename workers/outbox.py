@@ -1,9 +1,23 @@
 """The outbox relay: MessageLog rows are the source of truth, the broker only
-a fast path. Run by beat every few seconds (and safe to run concurrently)."""
+a fast path. Run by beat every few seconds (and safe to run concurrently:
+publishing a row twice is harmless, the claim has one winner).
+
+What it catches:
+
+- a row left QUEUED/RETRYING and never published (the producer's publish
+  was lost, the broker was down, or the wait was too long for a countdown);
+- a row published long ago and still waiting (the broker lost the task);
+- a broker that lost its data (Redis restarted without persistence, a
+  failover to an empty replica, FLUSHALL): a marker key it should hold is
+  gone, so every waiting row is published again at once instead of after
+  RELAY_REPUBLISH_AFTER_S;
+- a row SENDING past its lease: its worker died mid-attempt.
+"""
 
 import logging
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -13,61 +27,120 @@ from notifications import dispatch
 from notifications.models import ChannelConfig, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
+WAITING = (MessageStatus.QUEUED, MessageStatus.RETRYING)
+BROKER_MARKER_KEY = "cmms:outbox:broker-marker"
 
 
 def relay(now=None):
     now = now or timezone.now()
     cfg = settings.DELIVERY
+    broker_reset = forget_lost_publishes() if broker_lost_its_data() else 0
     reclaimed = reclaim_expired_leases(now)
-    due = (
-        MessageLog.objects.filter(status__in=(MessageStatus.QUEUED, MessageStatus.RETRYING))
+    due = list(
+        MessageLog.objects.filter(status__in=WAITING)
         .filter(
+            # Never published: give the producer's own publish a moment first.
             Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
-            | Q(published_at__isnull=False, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]))
+            | Q(published_at__isnull=True, pk__in=reclaimed)
+            # Published long ago, due, and still waiting: the broker lost it.
+            | Q(
+                published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]),
+                next_attempt_at__lte=now,
+            )
         )
         .order_by("next_attempt_at")
         .values_list("pk", "channel_type")[: cfg["RELAY_BATCH"]]
     )
-    due = list(due)
-    published = dispatch.publish(due, fanout=False) if due else 0
-    if due or reclaimed:
-        logger.info("Relay: %d due, %d published, %d lease(s) reclaimed", len(due), published, reclaimed)
-    return {"due": len(due), "published": published, "reclaimed": reclaimed}
+    published = dispatch.publish(due, fanout=False, timeout=None) if due else 0
+    if due or reclaimed or broker_reset:
+        logger.info(
+            "Relay: %d due, %d published, %d lease(s) reclaimed, %d reset after a broker data loss",
+            len(due), published, len(reclaimed), broker_reset,
+        )
+    return {"due": len(due), "published": published, "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+
+
+def broker_lost_its_data():
+    """True when the marker key is missing from the broker's Redis, and sets it.
+
+    The marker lives next to the queues: if Redis comes back without it, it
+    came back without the queued tasks too. With persistence (AOF) both
+    survive a restart and nothing is republished. The first run on a fresh
+    broker also answers True (republishing then is harmless)."""
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=1)
+        try:
+            return bool(client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True))
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        logger.warning("Relay: cannot check the broker marker (%s)", exc)
+        return False
+
+
+def forget_lost_publishes():
+    """Waiting rows published before the broker lost its data: mark them
+    unpublished so this run publishes them again."""
+    reset = MessageLog.objects.filter(status__in=WAITING, published_at__isnull=False).update(published_at=None)
+    if reset:
+        logger.warning("Relay: the broker lost its data; %d waiting message(s) will be published again.", reset)
+    return reset
 
 
 def reclaim_expired_leases(now):
-    """A row SENDING past its lease belongs to a worker that died mid-send. The
-    provider may have received it, so it is flagged as a possible duplicate."""
+    """A row SENDING past its lease belongs to a worker that died mid-attempt.
+    The provider may have received it, so it is flagged as a possible
+    duplicate. Returns the ids handed out again."""
     expired = MessageLog.objects.filter(status=MessageStatus.SENDING, lease_expires_at__lt=now)
-    reason = _("The worker stopped during the attempt (lease expired); retrying.")
-    out_of_attempts = expired.filter(attempts__gte=settings.DELIVERY["MAX_ATTEMPTS"]).update(
+    reason = _("The worker stopped during the attempt (lease expired).")
+    expired.filter(attempts__gte=settings.DELIVERY["MAX_ATTEMPTS"]).update(
         status=MessageStatus.FAILED, failed_at=now, last_error=reason, lease_expires_at=None,
         possible_duplicate=True, updated_at=now,
     )
-    retried = expired.update(
+    ids = list(expired.values_list("pk", flat=True)[: settings.DELIVERY["RELAY_BATCH"]])
+    if not ids:
+        return []
+    # The status and lease are checked again: a slow worker may finish meanwhile.
+    MessageLog.objects.filter(pk__in=ids, status=MessageStatus.SENDING, lease_expires_at__lt=now).update(
         status=MessageStatus.RETRYING, next_attempt_at=now, published_at=None, last_error=reason,
         lease_expires_at=None, possible_duplicate=True, updated_at=now,
     )
-    return out_of_attempts + retried
+    return ids
 
 
 def refresh_channel_stats():
-    """Counters derived from MessageLog in one aggregate query, instead of a
-    shared row that every worker increments."""
+    """Counters derived from MessageLog, instead of a shared row that every
+    worker increments (which would serialize them on one row lock).
+
+    Two grouped queries served by indexes: (channel_type, status) for the
+    counts, (channel_type, sent_at) for the last use."""
     now = timezone.now()
-    stats = MessageLog.objects.values("channel_type").annotate(
-        sent=Count("pk", filter=Q(status=MessageStatus.SENT)),
-        failed=Count("pk", filter=Q(status=MessageStatus.FAILED)),
-        last=Max("sent_at"),
-    ).order_by()
-    for row in stats:
+    counts = {}
+    for row in (
+        MessageLog.objects.filter(status__in=(MessageStatus.SENT, MessageStatus.FAILED))
+        .values("channel_type", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        counts.setdefault(row["channel_type"], {"sent": 0, "failed": 0})[row["status"].lower()] = row["n"]
+    last_used = dict(
+        MessageLog.objects.filter(sent_at__isnull=False)
+        .values("channel_type")
+        .annotate(last=Max("sent_at"))
+        .order_by()
+        .values_list("channel_type", "last")
+    )
+    for channel_type in set(counts) | set(last_used) | set(
+        ChannelConfig.objects.values_list("channel_type", flat=True)
+    ):
+        stats = counts.get(channel_type, {"sent": 0, "failed": 0})
         ChannelConfig.objects.update_or_create(
-            channel_type=row["channel_type"],
+            channel_type=channel_type,
             defaults={
-                "messages_sent": row["sent"],
-                "messages_failed": row["failed"],
-                "last_used_at": row["last"],
+                "messages_sent": stats["sent"],
+                "messages_failed": stats["failed"],
+                "last_used_at": last_used.get(channel_type),
                 "stats_updated_at": now,
             },
         )
-    return {row["channel_type"]: {"sent": row["sent"], "failed": row["failed"]} for row in stats}
+    return counts
