@@ -7,6 +7,7 @@ measured, so these tests do not depend on how fast this machine is.
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -68,12 +69,21 @@ def test_a_burst_goes_at_once_then_the_pace_applies(limiter, telegram_limits):
 
 
 def test_a_wait_longer_than_max_sleep_reserves_nothing(limiter, telegram_limits):
+    telegram_limits(account=None, recipient=None, group=(20, 60, 1, 3))
     scopes = limiter.scopes_for("TELEGRAM", "-1001", BOT)  # a group: 20/min
     assert limiter.reserve(scopes).wait_s == 0
     assert limiter.reserve(scopes).reserved  # 3 s: still sleepable
     third, fourth = limiter.reserve(scopes), limiter.reserve(scopes)
     assert not third.reserved and third.scope == "group" and 5.9 < third.wait_s <= 6.0
     assert not fourth.reserved and 5.9 < fourth.wait_s <= 6.0  # the third took nothing
+
+
+def test_a_chat_waiting_for_its_own_pace_does_not_hold_up_the_bot(limiter, telegram_limits):
+    assert limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT)).wait_s == 0
+    busy = limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
+    assert not busy.reserved and busy.scope == "recipient" and 0.9 < busy.wait_s <= 1.0
+    other = limiter.reserve(limiter.scopes_for("TELEGRAM", "43", BOT))
+    assert other.reserved and other.wait_s < 0.1  # the next account slot, not the chat's
 
 
 def test_scopes_follow_the_address_and_keys_carry_no_secret(limiter, telegram_limits):
@@ -84,13 +94,14 @@ def test_scopes_follow_the_address_and_keys_carry_no_secret(limiter, telegram_li
     assert limiter.scopes_for("EMAIL", "a@example.com", "x") == []
 
 
-def test_a_busy_chat_is_rate_limited_while_other_chats_go_at_once(limiter, telegram_limits):
-    for _ in range(3):
-        limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
+def test_a_thread_sleeps_at_most_max_sleep_on_a_busy_chat_then_gives_the_row_back(limiter, telegram_limits):
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+    naps = []
     with pytest.raises(limiter.RateLimited) as busy:
-        limiter.acquire("TELEGRAM", "42", BOT)
-    assert busy.value.scope == "recipient" and busy.value.wait_s > 2
-    assert limiter.acquire("TELEGRAM", "43", BOT) == 0
+        limiter.acquire("TELEGRAM", "42", BOT, sleep=naps.append)  # time stands still
+    assert busy.value.scope == "recipient" and 0.9 < busy.value.wait_s <= 1.0
+    assert 1.8 < sum(naps) <= 2.0  # the recipient's max_sleep_s
+    assert limiter.acquire("TELEGRAM", "43", BOT) < 0.1
 
 
 def test_retry_after_blocks_that_chat_for_every_process(limiter, telegram_limits):
@@ -133,16 +144,19 @@ def test_a_block_set_while_a_thread_sleeps_is_honoured_when_it_wakes(limiter, te
 
 
 def test_a_short_block_found_on_waking_is_slept_then_reserved_again(limiter, telegram_limits):
+    telegram_limits(account=(30, 1, 1, 5), recipient=(5, 1, 1, 2), group=None)
     limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
-    calls = []
+    naps = []
 
     def sleep(seconds):
-        calls.append(seconds)
-        if len(calls) == 1:
-            limiter.note_retry_after("TELEGRAM", "42", 0.5, BOT)
+        naps.append(seconds)
+        if len(naps) == 1:
+            limiter.note_retry_after("TELEGRAM", "42", 0.3, BOT)
+        time.sleep(seconds)
 
     limiter.acquire("TELEGRAM", "42", BOT, sleep=sleep)
-    assert len(calls) == 3  # the pace, the block, then the pace of a new reservation
+    assert len(naps) == 2  # the chat's pace, then the rest of the block
+    assert limiter.blocked_for(limiter.scopes_for("TELEGRAM", "42", BOT))[0] == 0  # not sent before it expired
 
 
 def test_redis_down_raises_limiter_unavailable(limiter, telegram_limits, settings):

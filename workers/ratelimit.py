@@ -24,6 +24,7 @@ waits in the database (no attempt counted) and goes out once Redis is back.
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +37,12 @@ KEY_PREFIX = "cmms:rl"
 _DEFAULT_MAX_SLEEP_S = 2.0
 
 # KEYS: per scope, its TAT key then its blocked-until key.
-# ARGV: per scope, interval_us, tolerance_us, max_wait_us.
+# ARGV: per scope, interval_us, tolerance_us, max_wait_us, shared (1: the
+# account, which every message shares).
+# Reserves the earliest instant all scopes allow, unless a scope would wait
+# longer than its max_wait, or the wait comes from a recipient's scope and
+# would leave a hole in the account's schedule (reserving the account at a
+# chat's later slot would hold up every other chat until then).
 # Returns {reserved (0/1), wait_us, index of the scope that sets the wait,
 # the reserved instant in Redis time (us)}.
 _RESERVE = """
@@ -44,23 +50,29 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS / 2
 local tats, wait, worst, over = {}, 0, 0, false
+local shared_wait, shared_interval = nil, 0
 for i = 1, n do
-  local interval = tonumber(ARGV[3 * i - 2])
-  local tolerance = tonumber(ARGV[3 * i - 1])
-  local max_wait = tonumber(ARGV[3 * i])
+  local interval = tonumber(ARGV[4 * i - 3])
+  local tolerance = tonumber(ARGV[4 * i - 2])
   local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
   if tat < now then tat = now end
   tats[i] = tat
   local w = tat - tolerance - now
   local blocked = tonumber(redis.call('GET', KEYS[2 * i]) or '0') - now
   if blocked > w then w = blocked end
-  if w > max_wait then over = true end
+  if w > tonumber(ARGV[4 * i - 1]) then over = true end
+  if ARGV[4 * i] == '1' then
+    shared_wait = math.max(w, 0)
+    shared_interval = interval
+  end
   if w > wait then wait = w; worst = i end
 end
-if over then return {0, wait, worst, 0} end
+if over or (shared_interval > 0 and wait - shared_wait > shared_interval) then
+  return {0, wait, worst, 0}
+end
 local at = now + wait
 for i = 1, n do
-  local tat = math.max(tats[i], at) + tonumber(ARGV[3 * i - 2])
+  local tat = math.max(tats[i], at) + tonumber(ARGV[4 * i - 3])
   redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
 return {1, wait, worst, at}
@@ -185,8 +197,8 @@ def _run(script, keys, args=()):
 def account_tag(account):
     """The account part of a key: a Telegram bot's numeric id, never its token."""
     account = str(account or "")
-    head, sep, _secret = account.partition(":")
-    if sep and head.isdigit():
+    head, _sep, _secret = account.partition(":")
+    if head.isdigit():
         return head
     return hashlib.sha256(account.encode()).hexdigest()[:16]
 
@@ -221,10 +233,11 @@ def reserve(scopes, cost=1):
     a scope's wait is longer than its max_sleep_s: nothing was taken)."""
     keys, args = [], []
     for scope in scopes:
-        interval_us = round(scope.interval_s * cost * 1e6)
-        tolerance_us = round(scope.interval_s * (scope.burst - 1) * 1e6)
+        # Rounded up: 30/s must never fit 31 sends in one second.
+        interval_us = math.ceil(scope.interval_s * cost * 1e6)
+        tolerance_us = math.floor(scope.interval_s * (scope.burst - 1) * 1e6)
         keys += [scope.key, scope.blocked_key]
-        args += [interval_us, tolerance_us, round(scope.max_sleep_s * 1e6)]
+        args += [interval_us, tolerance_us, round(scope.max_sleep_s * 1e6), int(scope.name == "account")]
     reserved, wait_us, worst, at_us = _run("reserve", keys, args)
     return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6)
 
@@ -243,12 +256,18 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
     scopes = scopes_for(channel_type, address, account)
     if not scopes:
         return 0.0
+    budget = {s.name: s.max_sleep_s for s in scopes}
     slept = 0.0
-    budget = max(s.max_sleep_s for s in scopes)
     while True:
         slot = reserve(scopes, cost)
         if not slot.reserved:
-            raise RateLimited(slot.wait_s, slot.scope)
+            # A recipient's own pace: sleep without holding an account slot (if
+            # short), then compete for the chat's next slot again.
+            if slot.wait_s <= 0 or slept + slot.wait_s > budget.get(slot.scope, 0):
+                raise RateLimited(slot.wait_s, slot.scope)
+            sleep(slot.wait_s)
+            slept += slot.wait_s
+            continue
         if slot.wait_s <= 0:
             return slept
         sleep(slot.wait_s)
@@ -257,7 +276,7 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
         blocked, scope = blocked_for(scopes)
         if blocked <= 0:
             return slept
-        if blocked > budget or slept + blocked > 2 * budget:
+        if slept + blocked > budget.get(scope, 0):
             raise RateLimited(blocked, scope)
         sleep(blocked)
         slept += blocked
