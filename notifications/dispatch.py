@@ -30,7 +30,7 @@ FANOUT_THRESHOLD = 50
 FANOUT_CHUNK = 500
 # Publishing threads shared by a process's producers; few, since each waits on
 # one Redis: when all are stuck on a hung broker, callers still time out.
-PUBLISH_THREADS = 4
+PUBLISH_THREADS = 8
 
 _broker_down_until = 0.0
 _executor = None

@@ -143,3 +143,15 @@ def limiter(redis_server, settings):
     client.close()
     yield ratelimit
     ratelimit.reset()
+
+
+def point_broker_at(url):
+    """Point this process's producers at another broker (a test's own Redis),
+    dropping pooled connections and the producer pool built on them."""
+    from kombu import pools
+
+    from celery_app import app
+
+    _configure_broker(url)
+    pools.reset()  # kombu keeps the closed pools in a process-wide registry
+    app.amqp._producer_pool = None
