@@ -178,10 +178,14 @@ DELIVERY = {
     # to a dead worker and the relay hands it out again.
     "LEASE_S": env_float("DELIVERY_LEASE_S", 120.0),
     # A QUEUED row never published (publish lost or broker down) is published
-    # by the relay after this long; a published one is re-published after
-    # REPUBLISH_AFTER_S (the broker lost it: Redis restarted without persistence).
+    # by the relay after this long.
     "RELAY_UNPUBLISHED_AFTER_S": env_float("DELIVERY_RELAY_UNPUBLISHED_AFTER_S", 5.0),
-    "RELAY_REPUBLISH_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_AFTER_S", 900.0),
+    # A row published this long ago and still waiting while its queue is empty
+    # lost its task (a worker killed with it prefetched): published again.
+    "RELAY_REPUBLISH_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_AFTER_S", 120.0),
+    # The same when the queue has a backlog (the task is probably in it, so
+    # only after a long time: republishing a backlog would double it).
+    "RELAY_REPUBLISH_BACKLOG_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_BACKLOG_AFTER_S", 1800.0),
     "RELAY_BATCH": env_int("DELIVERY_RELAY_BATCH", 2000),
     # A producer waits at most this long for the broker; past it the row stays
     # QUEUED for the relay (Redis down, or hung and not answering).

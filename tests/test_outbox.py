@@ -30,7 +30,9 @@ def published(monkeypatch, redis_server, settings):
 
     monkeypatch.setattr("notifications.dispatch.publish", publish)
     settings.CELERY_BROKER_URL = redis_server.url
-    redis.Redis.from_url(redis_server.url).set(outbox.BROKER_MARKER_KEY, "test")
+    client = redis.Redis.from_url(redis_server.url)
+    client.set(outbox.BROKER_MARKER_KEY, "test")
+    client.delete("telegram")  # an empty queue: a waiting row's task is not in it
     return sent
 
 
@@ -60,6 +62,17 @@ def test_relay_republishes_a_row_the_broker_lost_once_not_on_every_run(published
     outbox.relay()
     assert published == [stale.pk]
     assert waiting.pk not in published
+
+
+@pytest.mark.django_db
+def test_a_backlog_in_the_queue_holds_off_republishing_until_much_later(published, settings, redis_server):
+    redis.Redis.from_url(redis_server.url).lpush("telegram", "a task ahead in the queue")
+    republish_after = settings.DELIVERY["RELAY_REPUBLISH_AFTER_S"]
+    in_backlog = row(seconds_ago=5000, published_ago=republish_after + 1)
+    forgotten = row(seconds_ago=5000, published_ago=settings.DELIVERY["RELAY_REPUBLISH_BACKLOG_AFTER_S"] + 1)
+    outbox.relay()
+    assert published == [forgotten.pk]
+    assert in_backlog.pk not in published
 
 
 @pytest.mark.django_db

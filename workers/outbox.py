@@ -6,7 +6,9 @@ What it catches:
 
 - a row left QUEUED/RETRYING and never published (the producer's publish
   was lost, the broker was down, or the wait was too long for a countdown);
-- a row published long ago and still waiting (the broker lost the task);
+- a row published a while ago and still waiting while its queue is empty
+  (the task was lost: a worker killed with it prefetched), or published
+  very long ago even with a backlog in the queue;
 - a broker that lost its data (Redis restarted without persistence, a
   failover to an empty replica, FLUSHALL): a marker key it should hold is
   gone, so every waiting row is published again at once instead of after
@@ -36,15 +38,23 @@ def relay(now=None):
     cfg = settings.DELIVERY
     broker_reset = forget_lost_publishes() if broker_lost_its_data() else 0
     reclaimed = reclaim_expired_leases(now)
+    waiting = MessageLog.objects.filter(status__in=WAITING)
+    stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
+    idle = [
+        channel
+        for channel in waiting.filter(stale).values_list("channel_type", flat=True).distinct().order_by()
+        if queue_backlog(dispatch.queue_for(channel)) == 0
+    ]
     due = list(
-        MessageLog.objects.filter(status__in=WAITING)
-        .filter(
+        waiting.filter(
             # Never published: give the producer's own publish a moment first.
             Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
             | Q(published_at__isnull=True, pk__in=reclaimed)
-            # Published long ago, due, and still waiting: the broker lost it.
+            # Published a while ago, due, still waiting, and its queue is empty: lost.
+            | (stale & Q(channel_type__in=idle))
+            # Published long ago: lost even though the queue has a backlog.
             | Q(
-                published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]),
+                published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_BACKLOG_AFTER_S"]),
                 next_attempt_at__lte=now,
             )
         )
@@ -58,6 +68,25 @@ def relay(now=None):
             len(due), published, len(reclaimed), broker_reset,
         )
     return {"due": len(due), "published": published, "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+
+
+def queue_backlog(queue):
+    """Tasks waiting in a broker queue (not counting those a worker holds);
+    None when the broker cannot tell."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    try:
+        with current_app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError as exc:
+        if "NOT_FOUND" in str(exc):  # never declared on this broker (or it lost its data): empty
+            return 0
+        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any broker error means "unknown"
+        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
+        return None
 
 
 def broker_lost_its_data():
