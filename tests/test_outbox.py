@@ -22,13 +22,12 @@ def published(monkeypatch, redis_server, settings):
     marker is in place, as on a broker that kept its data."""
     sent = []
 
-    def publish(rows, **kwargs):
+    def send(rows):
         rows = list(rows)
         sent.extend(pk for pk, _channel in rows)
-        MessageLog.objects.filter(pk__in=[pk for pk, _ in rows]).update(published_at=timezone.now())
-        return len(rows)
+        return [pk for pk, _channel in rows]
 
-    monkeypatch.setattr("notifications.dispatch.publish", publish)
+    monkeypatch.setattr("notifications.dispatch.send", send)
     settings.CELERY_BROKER_URL = redis_server.url
     client = redis.Redis.from_url(redis_server.url)
     client.set(outbox.BROKER_MARKER_KEY, "test")
@@ -204,3 +203,34 @@ def test_channel_stats_stay_exact_while_many_workers_deliver_at_once(monkeypatch
     assert outbox.refresh_channel_stats()["TELEGRAM"] == {"sent": 120 - failed, "failed": failed}
     stats = ChannelConfig.objects.get(channel_type="TELEGRAM")
     assert (stats.messages_sent, stats.messages_failed) == (120 - failed, failed)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relay_runs_at_the_same_time_publish_each_row_once(published):
+    """Relay tasks pile up while workers are down, then run at once."""
+    lost = [row(seconds_ago=60, recipient=str(100 + i)).pk for i in range(200)]
+    done = []
+
+    def run():
+        try:
+            done.append(outbox.relay()["published"])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(published) == sorted(lost) and sum(done) == 200
+
+
+@pytest.mark.django_db
+def test_rows_the_broker_refused_part_way_are_left_for_the_next_run(published, monkeypatch):
+    rows = [row(seconds_ago=60, recipient=str(100 + i)) for i in range(4)]
+    monkeypatch.setattr("notifications.dispatch.send", lambda due: [pk for pk, _c in due][:1])
+    assert outbox.relay()["published"] == 1
+    assert MessageLog.objects.filter(published_at__isnull=True).count() == 3
+    monkeypatch.setattr("notifications.dispatch.send", lambda due: [pk for pk, _c in due])
+    assert outbox.relay()["published"] == 3
+    assert {r.pk for r in rows} == set(MessageLog.objects.filter(published_at__isnull=False).values_list("pk", flat=True))

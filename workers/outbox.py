@@ -1,6 +1,7 @@
 """The outbox relay: MessageLog rows are the source of truth, the broker only
-a fast path. Run by beat every few seconds (and safe to run concurrently:
-publishing a row twice is harmless, the claim has one winner).
+a fast path. Run by beat every few seconds, and safe to run concurrently:
+each run takes its rows with SELECT ... FOR UPDATE SKIP LOCKED (and a task
+published twice would be harmless anyway: the claim has one winner).
 
 What it catches:
 
@@ -21,6 +22,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -45,29 +47,45 @@ def relay(now=None):
         for channel in waiting.filter(stale).values_list("channel_type", flat=True).distinct().order_by()
         if queue_backlog(dispatch.queue_for(channel)) == 0
     ]
-    due = list(
-        waiting.filter(
-            # Never published: give the producer's own publish a moment first.
-            Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
-            | Q(published_at__isnull=True, pk__in=reclaimed)
-            # Published a while ago, due, still waiting, and its queue is empty: lost.
-            | (stale & Q(channel_type__in=idle))
-            # Published long ago: lost even though the queue has a backlog.
-            | Q(
-                published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_BACKLOG_AFTER_S"]),
-                next_attempt_at__lte=now,
-            )
+    due = waiting.filter(
+        # Never published: give the producer's own publish a moment first.
+        Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
+        | Q(published_at__isnull=True, pk__in=reclaimed)
+        # Published a while ago, due, still waiting, and its queue is empty: lost.
+        | (stale & Q(channel_type__in=idle))
+        # Published long ago: lost even though the queue has a backlog.
+        | Q(
+            published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_BACKLOG_AFTER_S"]),
+            next_attempt_at__lte=now,
         )
-        .order_by("next_attempt_at")
-        .values_list("pk", "channel_type")[: cfg["RELAY_BATCH"]]
     )
-    published = dispatch.publish(due, fanout=False, timeout=None) if due else 0
-    if due or reclaimed or broker_reset:
+    rows = take(due, now, cfg["RELAY_BATCH"])
+    published = dispatch.send(rows) if rows else []
+    if len(published) < len(rows):  # the broker failed part way: the next run retries the rest
+        MessageLog.objects.filter(pk__in={pk for pk, _c in rows} - set(published)).update(published_at=None)
+    if rows or reclaimed or broker_reset:
         logger.info(
             "Relay: %d due, %d published, %d lease(s) reclaimed, %d reset after a broker data loss",
-            len(due), published, len(reclaimed), broker_reset,
+            len(rows), len(published), len(reclaimed), broker_reset,
         )
-    return {"due": len(due), "published": published, "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+    return {"due": len(rows), "published": len(published), "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+
+
+def take(due, now, batch):
+    """Mark the due rows published before publishing them, in one short
+    transaction that skips rows another relay run holds: relay runs that piled
+    up while workers were down, then run at once, publish each row once."""
+    with transaction.atomic():
+        rows = list(
+            due.select_for_update(skip_locked=True).order_by("next_attempt_at").values_list("pk", "channel_type")[:batch]
+        )
+        if rows:
+            MessageLog.objects.filter(pk__in=[pk for pk, _c in rows]).update(published_at=now)
+    return rows
+
+
+def broker_client():
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=1)
 
 
 def queue_backlog(queue):
@@ -97,7 +115,7 @@ def broker_lost_its_data():
     survive a restart and nothing is republished. The first run on a fresh
     broker also answers True (republishing then is harmless)."""
     try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=1)
+        client = broker_client()
         try:
             return bool(client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True))
         finally:
