@@ -219,7 +219,8 @@ def rate_limit(name, default_rate, default_burst, max_sleep_s):
         # Messages allowed back to back before the pace applies.
         "burst": env_int(f"RATE_LIMIT_{name}_BURST", default_burst),
         # A worker thread sleeps a wait this short; a longer one goes back to the
-        # row (next_attempt_at) so threads are not parked on one busy chat.
+        # row (next_attempt_at) so threads are not parked on one busy chat (the
+        # account's wait is the bot's: every thread would wait for it anyway).
         "max_sleep_s": env_float(f"RATE_LIMIT_{name}_MAX_SLEEP_S", max_sleep_s),
     }
 
@@ -232,8 +233,8 @@ def rate_limit(name, default_rate, default_burst, max_sleep_s):
 RATE_LIMITS = {
     "TELEGRAM": {
         "account": rate_limit("TELEGRAM_ACCOUNT", "30/s", 1, 5.0),
-        "recipient": rate_limit("TELEGRAM_RECIPIENT", "1/s", 2, 2.0),
-        "group": rate_limit("TELEGRAM_GROUP", "20/min", 1, 3.0),
+        "recipient": rate_limit("TELEGRAM_RECIPIENT", "1/s", 2, 0.5),
+        "group": rate_limit("TELEGRAM_GROUP", "20/min", 1, 0.5),
     },
 }
 RATE_LIMIT = {

@@ -104,6 +104,19 @@ def test_a_thread_sleeps_at_most_max_sleep_on_a_busy_chat_then_gives_the_row_bac
     assert limiter.acquire("TELEGRAM", "43", BOT) < 0.1
 
 
+def test_messages_for_a_busy_chat_are_given_successive_slots_to_come_back_at(limiter, telegram_limits):
+    telegram_limits(account=None, recipient=(1, 1, 2, 0.5), group=None)
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0  # the burst of two
+    waits = []
+    for _ in range(4):
+        with pytest.raises(limiter.RateLimited) as later:
+            limiter.acquire("TELEGRAM", "42", BOT)
+        waits.append(later.value.wait_s)
+        assert later.value.scope == "recipient"
+    assert [round(w) for w in waits] == [1, 2, 3, 4]  # one per second, in arrival order
+
+
 def test_retry_after_blocks_that_chat_for_every_process(limiter, telegram_limits):
     assert limiter.note_retry_after("TELEGRAM", "42", 30, BOT) == "recipient"
     limiter.reset()  # a new client, as in another worker process

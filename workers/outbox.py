@@ -38,7 +38,8 @@ BROKER_MARKER_KEY = "cmms:outbox:broker-marker"
 def relay(now=None):
     now = now or timezone.now()
     cfg = settings.DELIVERY
-    broker_reset = forget_lost_publishes() if broker_lost_its_data() else 0
+    lost_since = broker_lost_its_data()
+    broker_reset = forget_lost_publishes(lost_since) if lost_since else 0
     reclaimed = reclaim_expired_leases(now)
     waiting = MessageLog.objects.filter(status__in=WAITING)
     stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
@@ -108,27 +109,32 @@ def queue_backlog(queue):
 
 
 def broker_lost_its_data():
-    """True when the marker key is missing from the broker's Redis, and sets it.
+    """When the broker lost its queues, the time it came back (else None).
 
-    The marker lives next to the queues: if Redis comes back without it, it
-    came back without the queued tasks too. With persistence (AOF) both
-    survive a restart and nothing is republished. The first run on a fresh
-    broker also answers True (republishing then is harmless)."""
+    A marker key lives next to the queues: if Redis comes back without it, it
+    came back without the queued tasks too (with persistence, AOF, both
+    survive a restart and nothing is republished). The marker is set again at
+    once. Redis' uptime says since when the current data set exists: tasks
+    published after that are in it. On a fresh broker, the first run finds no
+    marker either; the uptime keeps it from republishing what is queued."""
     try:
         client = broker_client()
         try:
-            return bool(client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True))
+            if not client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True):
+                return None
+            uptime = int(client.info("server").get("uptime_in_seconds", 0))
         finally:
             client.close()
     except redis.RedisError as exc:
         logger.warning("Relay: cannot check the broker marker (%s)", exc)
-        return False
+        return None
+    return timezone.now() - timedelta(seconds=uptime + 1)
 
 
-def forget_lost_publishes():
+def forget_lost_publishes(lost_since):
     """Waiting rows published before the broker lost its data: mark them
     unpublished so this run publishes them again."""
-    reset = MessageLog.objects.filter(status__in=WAITING, published_at__isnull=False).update(published_at=None)
+    reset = MessageLog.objects.filter(status__in=WAITING, published_at__lt=lost_since).update(published_at=None)
     if reset:
         logger.warning("Relay: the broker lost its data; %d waiting message(s) will be published again.", reset)
     return reset

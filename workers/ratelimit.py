@@ -78,6 +78,24 @@ end
 return {1, wait, worst, at}
 """
 
+# A message that cannot go soon because of a recipient's own pace takes the
+# next free slot in that recipient's queue of waiting messages, and goes
+# back to the database until then: 20 messages to one chat come back one per
+# interval instead of all at once, and no worker thread waits for them.
+# KEYS: the scope's TAT key, blocked-until key, queue key.
+# ARGV: interval_us, tolerance_us. Returns the wait until the slot (us).
+_QUEUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local earliest = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[2])
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+local slot = math.max(now, earliest, blocked, tonumber(redis.call('GET', KEYS[3]) or '0'))
+local following = slot + interval
+redis.call('SET', KEYS[3], string.format('%.0f', following), 'PX', math.ceil((following - now) / 1000) + 1000)
+return slot - now
+"""
+
 # KEYS: blocked-until keys. Returns {longest remaining block in us, its index}.
 _BLOCKED = """
 local t = redis.call('TIME')
@@ -172,7 +190,7 @@ def client():
                 health_check_interval=0,
             )
             _scripts.clear()
-            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("block", _BLOCK)):
+            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("block", _BLOCK), ("queue", _QUEUE)):
                 _scripts[name] = _client.register_script(source)
         return _client
 
@@ -242,6 +260,13 @@ def reserve(scopes, cost=1):
     return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6)
 
 
+def queue_slot(scope):
+    """Seconds until this message's place in the scope's queue of waiting messages."""
+    wait_us = _run("queue", [scope.key, scope.blocked_key, f"{scope.key}:queue"],
+                   [math.ceil(scope.interval_s * 1e6), math.floor(scope.interval_s * (scope.burst - 1) * 1e6)])
+    return wait_us / 1e6
+
+
 def blocked_for(scopes):
     """Seconds until every 429 block on ``scopes`` has expired, and the scope."""
     wait_us, worst = _run("blocked", [s.blocked_key for s in scopes])
@@ -261,13 +286,16 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
     while True:
         slot = reserve(scopes, cost)
         if not slot.reserved:
-            # A recipient's own pace: sleep without holding an account slot (if
-            # short), then compete for the chat's next slot again.
-            if slot.wait_s <= 0 or slept + slot.wait_s > budget.get(slot.scope, 0):
+            if slot.wait_s > 0 and slept + slot.wait_s <= budget.get(slot.scope, 0):
+                # A recipient's own pace, and short: sleep without holding an
+                # account slot, then compete for the chat's next slot again.
+                sleep(slot.wait_s)
+                slept += slot.wait_s
+                continue
+            scope = next((s for s in scopes if s.name == slot.scope), None)
+            if scope is None or scope.name == "account":
                 raise RateLimited(slot.wait_s, slot.scope)
-            sleep(slot.wait_s)
-            slept += slot.wait_s
-            continue
+            raise RateLimited(queue_slot(scope), scope.name)
         if slot.wait_s <= 0:
             return slept
         sleep(slot.wait_s)

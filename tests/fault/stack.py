@@ -56,6 +56,7 @@ class Stack:
         for w in self.workers:
             w.kill(hard=True)
             w.stop()
+            print(f"worker {w.name} log: {w.log_path}")  # shown when the test fails
 
 
 @contextmanager
