@@ -114,10 +114,10 @@ def test_timeout_rate_1_delivers_the_message_then_answers_too_late(sandbox, bot)
     sandbox.configure(timeout_rate=1, timeout_delay_s=0.6)
     started = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):
-        bot.send(42, "OT-9", timeout=0.2)
+        bot.send(42, "OT-9", http_timeout=0.2)
     assert [m["text"] for m in sandbox.messages()] == ["OT-9"]  # delivered although the client saw a timeout
     assert sandbox.stats()["timeouts_injected"] == 1
-    assert bot.call("getMe", timeout=5).status_code == 200
+    assert bot.call("getMe", http_timeout=5).status_code == 200
     assert time.monotonic() - started < 2
 
 
@@ -161,7 +161,7 @@ def test_twenty_concurrent_requests_with_300_ms_latency_do_not_queue_behind_each
 def test_a_client_that_gives_up_during_the_latency_is_not_delivered(sandbox, bot):
     sandbox.configure(latency_ms=400)
     with pytest.raises(requests.exceptions.ReadTimeout):
-        bot.send(42, timeout=0.1)
+        bot.send(42, http_timeout=0.1)
     time.sleep(0.5)
     assert sandbox.messages() == []
     assert sandbox.stats()["client_gone"] == 1
