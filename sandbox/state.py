@@ -292,6 +292,12 @@ class SandboxState:
             self.by_chat[old["chat_id"]].pop(old["message_id"], None)
         return record
 
+    def recent_messages(self, limit):
+        """The last ``limit`` bot messages (for the chat page; cheap with many stored)."""
+        with self.lock:
+            count = len(self.messages)
+            return [_public_record(self.messages[i]) for i in range(max(0, count - limit), count)], count
+
     def public_messages(self, chat_id=None):
         key = None if chat_id is None else chat_key(chat_id)
         with self.lock:
