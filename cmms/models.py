@@ -185,7 +185,8 @@ class WorkOrder(models.Model):
         indexes = [models.Index(fields=["assignee", "status"], name="wo_assignee_status")]
 
     def __str__(self):
-        return f"{self.number or _('new work order')} · {self.title}"
+        number = self.number or _("new work order")
+        return f"{number} · {self.title}"
 
     def save(self, *args, **kwargs):
         with transaction.atomic():
