@@ -280,3 +280,30 @@ def test_a_rejected_order_is_reassigned_to_someone_else_on_the_next_alert(asset,
 def test_cooldown_setting_is_read_at_call_time(settings):
     settings.CMMS = {**settings.CMMS, "PREDICTION_ALERT_COOLDOWN_S": 5}
     assert predictions.cooldown() == timedelta(seconds=5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_predictions_for_one_asset_open_one_order_and_send_one_alert(no_broker):
+    """Eight ML calls at the same instant: the asset lock serializes them, so
+    the first opens the order and the others update it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from django.db import connection
+
+    asset = make_asset()
+    make_operator(telegram=100001)
+    barrier = Barrier(8)
+
+    def call(i):
+        try:
+            barrier.wait(timeout=10)
+            return predict(asset, probability=0.8 + i / 100).action
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        actions = sorted(pool.map(call, range(8)))
+    assert actions == ["CREATED"] + ["UPDATED"] * 7
+    assert WorkOrder.objects.count() == 1 and FailurePrediction.objects.count() == 8
+    assert telegram_alerts().count() == 1 and len(no_broker) == 1
