@@ -29,6 +29,7 @@ from .models import Asset, RiskLevel
 from .predictions import lock_asset, record_prediction
 
 logger = logging.getLogger(__name__)
+MAX_TIME_TO_FAILURE_HOURS = 24 * 365 * 10
 
 
 class PredictionForm(forms.Form):
@@ -36,7 +37,7 @@ class PredictionForm(forms.Form):
     failure_mode = forms.CharField(max_length=100)
     probability = forms.FloatField(min_value=0.0, max_value=1.0)
     risk_level = forms.CharField(max_length=10)
-    time_to_failure_hours = forms.FloatField(required=False, min_value=0.0)
+    time_to_failure_hours = forms.FloatField(required=False, min_value=0.0, max_value=MAX_TIME_TO_FAILURE_HOURS)
     model_version = forms.CharField(required=False, max_length=50)
     external_id = forms.CharField(required=False, max_length=100)
     details = forms.JSONField(required=False)

@@ -200,10 +200,6 @@ class WorkOrder(models.Model):
     def is_open(self):
         return self.status in OPEN_STATUSES
 
-    @property
-    def is_overdue(self):
-        return self.is_open and self.due_at is not None and self.due_at < timezone.now()
-
     def admin_url(self):
         return settings.SITE_URL + reverse("admin:cmms_workorder_change", args=[self.pk])
 

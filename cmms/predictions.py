@@ -96,7 +96,10 @@ def record_prediction(
     failure_mode = str(failure_mode or "").strip()
     risk_level = str(risk_level or "").strip().upper()
     if time_to_failure is None and time_to_failure_hours is not None:
-        time_to_failure = timedelta(hours=float(time_to_failure_hours))
+        try:
+            time_to_failure = timedelta(hours=float(time_to_failure_hours))
+        except (TypeError, ValueError, OverflowError):
+            raise ValidationError({"time_to_failure": _("A number of hours.")}) from None
     _validate(failure_mode, probability, risk_level, time_to_failure)
     with transaction.atomic():
         asset = lock_asset(asset)

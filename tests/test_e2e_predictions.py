@@ -58,6 +58,26 @@ def test_a_prediction_reaches_the_operator_on_telegram_in_spanish(e2e):
 
 
 @pytest.mark.e2e
+def test_the_worker_runs_the_overdue_reminder_task_from_the_default_queue(e2e):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cmms.tasks import send_overdue_reminders
+    from tests.support.cmms import make_work_order
+
+    operator = make_operator(telegram=100003)
+    order = make_work_order(due_at=timezone.now() - timedelta(hours=1))
+    order.assign(operator, notify=False)
+    send_overdue_reminders.delay()  # what beat publishes, routed to the default queue
+    log = wait_for(lambda: MessageLog.objects.filter(message_type="work_order_overdue").first(), timeout=15,
+                   message="the overdue reminder")
+    wait_for_status([log.pk])
+    [message] = e2e.messages(chat_id=100003)
+    assert f"Orden de trabajo vencida: {order.number}" in message["text"]
+
+
+@pytest.mark.e2e
 def test_a_slow_telegram_api_does_not_slow_record_prediction(e2e):
     e2e.configure(latency_ms=10_000)
     # A chat no other test reads: the slow call may finish after this test.

@@ -115,6 +115,12 @@ def test_field_errors_answer_400_per_field(api, world):
     assert FailurePrediction.objects.count() == 0
 
 
+def test_numbers_out_of_range_are_field_errors(api, world):
+    response = api(item(time_to_failure_hours=1e20, probability=float("nan")))
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"time_to_failure_hours", "probability"}
+
+
 def test_missing_fields_and_booleans_for_numbers_are_field_errors(api, world):
     response = api({"asset": "CAM-001", "probability": True})
     assert response.status_code == 400

@@ -187,6 +187,8 @@ def test_an_error_after_the_work_order_was_created_leaves_nothing_behind(asset, 
         ({"probability": "high"}, "probability"),
         ({"mode": "  "}, "failure_mode"),
         ({"time_to_failure": timedelta(hours=-1)}, "time_to_failure"),
+        ({"time_to_failure_hours": 1e20}, "time_to_failure"),
+        ({"time_to_failure_hours": "soon"}, "time_to_failure"),
     ],
 )
 def test_bad_input_raises_a_validation_error_and_writes_nothing(asset, operator, kwargs, field):
