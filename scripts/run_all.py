@@ -144,7 +144,7 @@ class Child:
 
     def start(self):
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            DEATH_WRAPPER + self.args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.reader = threading.Thread(target=self._pump, name=f"{self.name}-output", daemon=True)
@@ -219,6 +219,50 @@ class Child:
             except ValueError:
                 return f"was killed by signal {-code}"
         return f"exited with status {code}"
+
+
+PID_FILE = VAR / "run_all.pids"
+
+
+def _death_wrapper():
+    """On Linux, `setpriv --pdeathsig KILL` makes each child die with us even
+    when we are SIGKILLed and cannot stop them (they run in their own
+    sessions). Elsewhere leftovers are reported on the next start instead."""
+    setpriv = shutil.which("setpriv")
+    if not setpriv or not sys.platform.startswith("linux"):
+        return []
+    try:
+        probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "true"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [setpriv, "--pdeathsig", "KILL"] if probe.returncode == 0 else []
+
+
+DEATH_WRAPPER = _death_wrapper()
+
+
+def leftover_pids():
+    """Children of an earlier run_all that was killed before it could stop
+    them (they live in their own sessions, so they outlive it)."""
+    try:
+        pids = [int(p) for p in PID_FILE.read_text().split()]
+    except (OSError, ValueError):
+        return []
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():
+            text = cmdline.read_bytes().replace(b"\0", b" ")
+            if not any(k in text for k in (b"celery_app", b"manage.py", b"sandbox", b"redis-server")):
+                continue  # the pid was reused by something else
+        alive.append(pid)
+    return alive
 
 
 def port_free(port, host=HOST):
@@ -298,7 +342,11 @@ class Supervisor:
         taken = [(var, port, what) for var, port, what in wanted if not port_free(port)]
         if taken:
             lines = [f"  port {port} ({what}) is already in use on {HOST}; pick another with {var}" for var, port, what in taken]
-            raise Fatal("a port is taken (an earlier `make run` still running?):\n" + "\n".join(lines))
+            leftovers = leftover_pids()
+            if leftovers:
+                pids = " ".join(map(str, leftovers))
+                lines.append(f"  processes of an earlier `make run` are still running: kill {pids}")
+            raise Fatal("a port is taken:\n" + "\n".join(lines))
         VAR.mkdir(parents=True, exist_ok=True)
 
     def base_env(self):
@@ -328,6 +376,7 @@ class Supervisor:
         rdir.mkdir(parents=True, exist_ok=True)
         self.redis = Child("redis", [binary, "--port", port, "--bind", HOST, "--save", "", "--appendonly", "no",
                                      "--dir", rdir, "--daemonize", "no", "--loglevel", "warning"], env).start()
+        self.write_pids()
         url = f"redis://{HOST}:{port}/0"
         deadline = time.monotonic() + 15
         while not redis_ping(url, timeout=0.5)[0]:
@@ -364,7 +413,15 @@ class Supervisor:
     def start_child(self, *a, **kw):
         child = Child(*a, **kw).start()
         self.children.append(child)
+        self.write_pids()
         return child
+
+    def write_pids(self):
+        pids = [c.pid for c in ([self.redis] if self.redis else []) + self.children]
+        try:
+            PID_FILE.write_text(" ".join(map(str, pids)) + "\n")
+        except OSError:
+            pass
 
     def dead_child(self):
         for child in ([self.redis] if self.redis else []) + self.children:
@@ -518,12 +575,16 @@ class Supervisor:
         self.stopping = True
         running = [c for c in self.children + ([self.redis] if self.redis else []) if c.alive()]
         if not running:
+            if self.children or self.redis:
+                PID_FILE.unlink(missing_ok=True)
             return
         say("stopping " + ", ".join(c.name for c in running))
         # Everything that uses Redis first, then Redis itself.
         self._stop_group(self.children, self.args.stop_timeout)
         if self.redis:
             self._stop_group([self.redis], 5)
+        if not any(c.alive() for c in self.children + ([self.redis] if self.redis else [])):
+            PID_FILE.unlink(missing_ok=True)
         say("stopped")
 
 
