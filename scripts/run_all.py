@@ -123,18 +123,20 @@ def say(text=""):
 
 # --- children -----------------------------------------------------------------
 
+# Readiness checks go straight to 127.0.0.1, whatever http_proxy says.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 class Child:
     """A child process in its own session (a terminal's Ctrl-C reaches only
     us, and we stop the children in order), its output prefixed and its last
     lines kept for a post-mortem."""
 
-    def __init__(self, name, args, env, ready_url=None, ready_text=None, quiet=False):
+    def __init__(self, name, args, env, ready_url=None, ready_text=None):
         self.name = name
         self.args = [str(a) for a in args]
         self.env = env
         self.ready_url = ready_url
         self.ready_text = ready_text
-        self.quiet = quiet  # keep lines for the post-mortem, do not print them
         self.tail = collections.deque(maxlen=40)
         self.lines = []
         self.seen_ready_text = threading.Event()
@@ -160,8 +162,7 @@ class Child:
                 del self.lines[:1000]
             if self.ready_text and self.ready_text in line:
                 self.seen_ready_text.set()
-            if not self.quiet:
-                console.line(self.name, line)
+            console.line(self.name, line)
         self.proc.stdout.close()
 
     @property
@@ -196,7 +197,7 @@ class Child:
             return True
         if self.ready_url:
             try:
-                with urllib.request.urlopen(self.ready_url, timeout=1.0) as resp:
+                with DIRECT.open(self.ready_url, timeout=1.0) as resp:
                     resp.read(64)
                 self.ready = True
             except urllib.error.HTTPError:
@@ -354,6 +355,10 @@ class Supervisor:
         env.setdefault("DJANGO_SETTINGS_MODULE", "cmms.settings")
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        # The worker talks to the sandbox on 127.0.0.1: never through a proxy.
+        for name in ("NO_PROXY", "no_proxy"):
+            hosts = [h for h in env.get(name, "").split(",") if h.strip()]
+            env[name] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost") if h not in hosts])
         return env
 
     def setup_redis(self, env):
