@@ -156,7 +156,8 @@ def check_database():
         )
         if result.returncode == 0:
             return True
-        print(f"Cannot connect to PostgreSQL at DATABASE_URL={shown}: {result.stdout.strip()}\n  {hint}", file=sys.stderr)
+        answer = result.stdout.strip()
+        print(f"Cannot connect to PostgreSQL at DATABASE_URL={shown}: {answer}\n  {hint}", file=sys.stderr)
         return False
     parts = urlsplit(url)
     try:

@@ -57,7 +57,8 @@ def env_int(name, default):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Run Redis (if needed), the Telegram sandbox, Django, Celery and Flower.")
     p.add_argument("--web-port", type=int, default=env_int("WEB_PORT", 8000), help="Django (env WEB_PORT, 8000)")
-    p.add_argument("--flower-port", type=int, default=env_int("FLOWER_PORT", 5555), help="Flower (env FLOWER_PORT, 5555)")
+    p.add_argument("--flower-port", type=int, default=env_int("FLOWER_PORT", 5555),
+                   help="Flower (env FLOWER_PORT, 5555)")
     p.add_argument("--sandbox-port", type=int, default=env_int("SANDBOX_PORT", 8081),
                    help="Telegram sandbox (env SANDBOX_PORT, 8081)")
     p.add_argument("--redis-port", type=int, default=env_int("REDIS_PRIVATE_PORT", 6380),
@@ -320,7 +321,8 @@ class Supervisor:
     def preflight(self):
         if not (ROOT / "manage.py").exists():
             raise Fatal(f"{ROOT / 'manage.py'} is missing: run this from a complete checkout.")
-        missing = [m for m in ("django", "celery", "flower", "django_celery_beat") if importlib.util.find_spec(m) is None]
+        needed = ("django", "celery", "flower", "django_celery_beat")
+        missing = [m for m in needed if importlib.util.find_spec(m) is None]
         if missing:
             raise Fatal(
                 f"{', '.join(missing)} not installed for {sys.executable}.\n"
@@ -342,7 +344,8 @@ class Supervisor:
             raise Fatal(f"two services were given the same port: {', '.join(f'{w} = {p}' for w, p, _ in wanted)}")
         taken = [(var, port, what) for var, port, what in wanted if not port_free(port)]
         if taken:
-            lines = [f"  port {port} ({what}) is already in use on {HOST}; pick another with {var}" for var, port, what in taken]
+            lines = [f"  port {port} ({what}) is already in use on {HOST}; pick another with {var}"
+                     for var, port, what in taken]
             leftovers = leftover_pids()
             if leftovers:
                 pids = " ".join(map(str, leftovers))
@@ -528,7 +531,8 @@ class Supervisor:
         if info["sandbox"]:
             out.append(f"  Telegram chat   {info['sandbox']}   (local sandbox: TELEGRAM_BOT_TOKEN is not set)")
         elif os.environ.get("TELEGRAM_BOT_TOKEN"):
-            out.append("  Telegram        the real Bot API (TELEGRAM_BOT_TOKEN is set)")
+            api = os.environ.get("TELEGRAM_API_URL") or "https://api.telegram.org"
+            out.append(f"  Telegram        {api} (TELEGRAM_BOT_TOKEN is set)")
         else:
             out.append("  Telegram        the token stored by setup_telegram_bot (--no-sandbox)")
         if not self.args.no_flower:
