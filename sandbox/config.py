@@ -28,6 +28,7 @@ DEFAULTS = {
     "strict_chats": False,  # True: only chats set "ok" through the control API exist
     "strict_html_entities": True,  # False: keep unknown entities and bare "&" as text, like Telegram
     "callback_answer_timeout_s": 15.0,
+    "max_stored_messages": 200_000,  # beyond this the oldest records are forgotten (long benchmarks)
     # Webhook delivery
     "webhook_max_attempts": 3,
     "webhook_retry_delay_s": 0.5,
@@ -39,7 +40,7 @@ _FLOATS = {
     "callback_answer_timeout_s", "webhook_retry_delay_s", "webhook_timeout_s",
 }
 _RATES = {"fail_rate", "timeout_rate"}
-_INTS = {"bot_burst", "chat_burst", "group_burst", "webhook_max_attempts"}
+_INTS = {"bot_burst", "chat_burst", "group_burst", "webhook_max_attempts", "max_stored_messages"}
 _BOOLS = {"limits_enabled", "strict_chats", "strict_html_entities"}
 _STRINGS = {"bot_username", "bot_first_name"}
 

@@ -13,6 +13,7 @@ from .config import chat_key
 __all__ = ["render_chat", "render_index"]
 
 MESSAGES_PER_CHAT_ON_INDEX = 50
+RECENT_MESSAGES_ON_INDEX = 2000  # the index page stays cheap after a benchmark stored 100k messages
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:70rem;color:#222}
@@ -96,9 +97,9 @@ def _table(data):
     return f"<table>{rows}</table>"
 
 
-def _grouped(sandbox):
+def _grouped(sandbox, records):
     chats = {}
-    for record in sandbox.messages():
+    for record in records:
         chats.setdefault(record["chat_id"], []).append(record)
     settings = {c["chat_id"]: c for c in sandbox.chats()}
     for key in settings:
@@ -107,7 +108,8 @@ def _grouped(sandbox):
 
 
 def render_index(sandbox):
-    chats, settings = _grouped(sandbox)
+    records, total = sandbox.recent_messages(RECENT_MESSAGES_ON_INDEX)
+    chats, settings = _grouped(sandbox, records)
     sections = "".join(
         _chat_section(key, records, settings.get(key), MESSAGES_PER_CHAT_ON_INDEX)
         for key, records in sorted(chats.items(), key=lambda item: -max((r["received_at"] for r in item[1]), default=0))
@@ -115,7 +117,8 @@ def render_index(sandbox):
     body = (
         "<h1>Telegram sandbox</h1>"
         f'<p class="meta">Bot API at {escape(sandbox.url)}/bot&lt;token&gt;/&lt;method&gt;. '
-        "This page refreshes every 3 s; newest messages first.</p>"
+        f"This page refreshes every 3 s; newest messages first; {total} message(s) stored"
+        f"{f', the last {len(records)} shown' if total > len(records) else ''}.</p>"
         f"{sections or '<p>No messages yet.</p>'}"
         f"<h2>Stats</h2>{_table(sandbox.stats())}<h2>Config</h2>{_table(sandbox.get_config())}"
     )
@@ -126,7 +129,7 @@ def render_chat(sandbox, chat_id):
     key = chat_key(chat_id)
     if key is None:
         return None
-    chats, settings = _grouped(sandbox)
+    chats, settings = _grouped(sandbox, sandbox.messages(chat_id=key))
     records = chats.get(key, [])
     body = '<p><a href="/">&larr; all chats</a></p>' + _chat_section(key, records, settings.get(key))
     return _layout(f"Telegram sandbox: chat {key}", body)

@@ -5,6 +5,7 @@ the network or parses text while holding it. Long polls wait on the
 condition, which releases the lock.
 """
 
+import collections
 import random
 import threading
 import time
@@ -92,7 +93,7 @@ class SandboxState:
 
     def clear(self):
         """Forget every message, update, chat setting and counter (config stays)."""
-        self.messages = []  # bot messages in arrival order
+        self.messages = collections.deque()  # bot messages in arrival order
         self.by_chat = {}  # chat key -> {message_id: record}
         self.last_message_id = {}  # chat key -> last message id used in that chat
         self.chats = {}  # chat key -> settings set through the control API
@@ -285,7 +286,17 @@ class SandboxState:
         self.messages.append(record)
         self.by_chat.setdefault(record["chat_id"], {})[record["message_id"]] = record
         self.stats["delivered"] += 1
+        limit = self.config["max_stored_messages"]
+        while limit and len(self.messages) > limit:
+            old = self.messages.popleft()
+            self.by_chat[old["chat_id"]].pop(old["message_id"], None)
         return record
+
+    def recent_messages(self, limit):
+        """The last ``limit`` bot messages (for the chat page; cheap with many stored)."""
+        with self.lock:
+            count = len(self.messages)
+            return [_public_record(self.messages[i]) for i in range(max(0, count - limit), count)], count
 
     def public_messages(self, chat_id=None):
         key = None if chat_id is None else chat_key(chat_id)

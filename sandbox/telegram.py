@@ -90,6 +90,10 @@ class TelegramSandbox:
         """Bot messages in arrival order, optionally only those of one chat."""
         return self._state.public_messages(chat_id)
 
+    def recent_messages(self, limit):
+        """``(last limit messages, number stored)``: cheap even with many stored."""
+        return self._state.recent_messages(limit)
+
     def stats(self):
         return self._state.public_stats()
 

@@ -25,8 +25,10 @@ def _configure_broker(url):
     settings.REDIS_URL = url
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
-    app.pool.force_close_all()
+    if app._pool is not None:
+        app._pool.force_close_all()
     app._pool = None
+    app.amqp._producer_pool = None
     dispatch.reset_breaker()
 
 

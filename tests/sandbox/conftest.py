@@ -24,9 +24,9 @@ class Bot:
     def url(self, method):
         return f"{self.sandbox.url}/bot{self.token}/{method}"
 
-    def call(self, method, timeout=10, **params):
+    def call(self, method, http_timeout=10, **params):
         """POST the parameters as JSON (what the product's channel does)."""
-        return self.session.post(self.url(method), json=params, timeout=timeout)
+        return self.session.post(self.url(method), json=params, timeout=http_timeout)
 
     def form(self, method, files=None, **params):
         """POST form-encoded (or multipart when ``files`` is given)."""
