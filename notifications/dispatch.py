@@ -66,7 +66,7 @@ def publish(messages, *, fanout=True, timeout="default"):
             _pool().submit(_send, messages, fanout, published).result(timeout=timeout)
     except FutureTimeout:
         error = f"no answer from the broker within {timeout:g} s"
-    except Exception as exc:  # kombu/redis raise several types; all mean "not published"
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several types; all mean "not published"
         error = f"{type(exc).__name__}: {exc}"
     if error:
         _trip_breaker()
@@ -87,7 +87,7 @@ def send(messages):
     published = []
     try:
         _send(list(messages), False, published)
-    except Exception as exc:  # kombu/redis raise several types; all mean "not published"
+    except Exception as exc:  # noqa: BLE001 - as above
         logger.warning("Published %d of %d message(s), then: %s: %s", len(published), len(messages),
                        type(exc).__name__, exc)
     return published

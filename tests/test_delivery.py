@@ -122,7 +122,7 @@ def test_redis_down_fails_closed_the_row_waits_and_nothing_is_sent(channel, coun
     assert delivery.deliver(log.pk) == "deferred"
     log = reload(log)
     assert (log.status, log.attempts) == ("QUEUED", 0)
-    assert "Redis" in log.last_error
+    assert "Redis" in log.last_error and "no disponible" in log.last_error
     assert channel.sent == []
     assert log.next_attempt_at > timezone.now() + timedelta(seconds=4)
 
@@ -174,7 +174,7 @@ def test_exhausted_retries_end_failed_with_the_last_error(channel, countdowns, s
         assert delivery.deliver(log.pk) == expected
     log = reload(log)
     assert (log.status, log.attempts) == ("FAILED", 3)
-    assert "3 attempts" in log.last_error and "#2" in log.last_error
+    assert "3 intentos" in log.last_error and "#2" in log.last_error  # operators read Spanish by default
     assert log.failed_at is not None
 
 

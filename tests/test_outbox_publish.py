@@ -96,7 +96,7 @@ def test_a_burst_of_producers_during_an_outage_never_blocks_nor_raises(broker, f
         try:
             for _ in range(3):
                 durations.append(produce(user))
-        except Exception as exc:  # the assertion below shows it
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             errors.append(exc)
         finally:
             connection.close()

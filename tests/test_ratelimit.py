@@ -4,6 +4,7 @@ Waits are read from the reservations Redis computes (its own clock), not
 measured, so these tests do not depend on how fast this machine is.
 """
 
+import itertools
 import os
 import signal
 import threading
@@ -52,7 +53,7 @@ def test_reservations_from_many_threads_are_one_interval_apart(limiter, telegram
     for t in threads:
         t.join()
     slots.sort()
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert len(slots) == 120
     assert min(gaps) >= 1 / 30 - 1e-5
     # never more than 30 in any one-second window

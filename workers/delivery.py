@@ -54,7 +54,8 @@ def deliver(message_id):
         try:
             channel = channels.get(log.channel_type)
             account = channels.account_id(log.channel_type)
-            ratelimit.acquire(log.channel_type, address, account, cost=channels.requests_needed(log.channel_type, outgoing))
+            cost = channels.requests_needed(log.channel_type, outgoing)
+            ratelimit.acquire(log.channel_type, address, account, cost=cost)
             provider_id = channel.send(address, outgoing)
         except ratelimit.RateLimited as exc:
             return defer(log, exc.wait_s)
@@ -193,7 +194,7 @@ def schedule_retry(log, delay):
 
     try:
         deliver_message.apply_async(args=[log.pk], countdown=delay, queue=queue_for(log.channel_type))
-    except Exception as exc:  # the relay publishes it once it is due
+    except Exception as exc:  # noqa: BLE001 - any broker error: the relay publishes it once it is due
         logger.warning("Could not schedule retry of message %s (%s); the relay will.", log.pk, type(exc).__name__)
         MessageLog.objects.filter(pk=log.pk).update(published_at=None)
 

@@ -77,9 +77,8 @@ def take(due, now, batch):
     transaction that skips rows another relay run holds: relay runs that piled
     up while workers were down, then run at once, publish each row once."""
     with transaction.atomic():
-        rows = list(
-            due.select_for_update(skip_locked=True).order_by("next_attempt_at").values_list("pk", "channel_type")[:batch]
-        )
+        due = due.select_for_update(skip_locked=True).order_by("next_attempt_at")
+        rows = list(due.values_list("pk", "channel_type")[:batch])
         if rows:
             MessageLog.objects.filter(pk__in=[pk for pk, _c in rows]).update(published_at=now)
     return rows

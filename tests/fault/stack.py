@@ -43,7 +43,7 @@ class Stack:
             while not self._ticking.wait(every_s):
                 try:
                     relay_outbox.apply_async(queue="default", expires=every_s * 5)
-                except Exception:  # the broker is down: beat would miss this tick too
+                except Exception:  # noqa: BLE001 - the broker is down: beat would miss this tick too
                     pass
 
         self._ticker = threading.Thread(target=tick, name="relay-ticker", daemon=True)

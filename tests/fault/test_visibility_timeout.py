@@ -25,7 +25,7 @@ def test_a_retry_after_longer_than_the_visibility_timeout_is_sent_once(make_stac
     stack.worker(concurrency=8)
     stack.worker(concurrency=8)  # a second consumer that would pick up a redelivered task
     stack.start_relay(every_s=0.5)
-    throttled, *others = operators(6)
+    _throttled, *others = operators(6)
     sandbox.configure(force_429={"scope": 10_000, "retry_after": 5})
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Simulacro de evacuación a las 11:00")
