@@ -72,7 +72,7 @@ def test_the_key_is_per_user_and_channel():
 @pytest.mark.e2e
 def test_concurrent_producers_with_one_key_make_one_send(e2e):
     user = make_user(telegram=4242)
-    results, errors = race(user)
+    _results, errors = race(user)
     assert errors == []
     (row,) = MessageLog.objects.filter(idempotency_key=KEY)
     from tests.conftest import wait_for_status
