@@ -205,3 +205,12 @@ def test_delivering_never_writes_the_channel_statistics_row(channel):
         for log in logs:
             delivery.deliver(log.pk)
     assert not [q["sql"] for q in queries if "channelconfig" in q["sql"].lower()]
+
+
+def test_a_lease_shorter_than_one_attempt_is_reported_by_the_system_checks(settings):
+    from workers.checks import lease_outlasts_an_attempt
+
+    assert lease_outlasts_an_attempt() == []  # the defaults
+    settings.DELIVERY = {**settings.DELIVERY, "LEASE_S": 5}
+    (warning,) = lease_outlasts_an_attempt()
+    assert warning.id == "workers.W001" and "DELIVERY_LEASE_S" in warning.msg

@@ -12,7 +12,8 @@ from .stack import private_stack
 
 # Short timings for the worker subprocesses (production defaults in cmms/settings.py).
 FAULT_ENV = {
-    "DELIVERY_LEASE_S": 8,  # > the longest limiter sleep (5 s) + TELEGRAM_TIMEOUT_S
+    "DELIVERY_LEASE_S": 8,  # > one attempt: limiter sleeps (2 x 1 s) + connect (3 s) + TELEGRAM_TIMEOUT_S
+    "RATE_LIMIT_TELEGRAM_ACCOUNT_MAX_SLEEP_S": 1,
     "DELIVERY_RELAY_UNPUBLISHED_AFTER_S": 1,
     "DELIVERY_RELAY_REPUBLISH_AFTER_S": 5,
     "DELIVERY_BACKOFF_BASE_S": 0.2,
