@@ -27,9 +27,9 @@ class Stack:
         self._ticker = None
         self._ticking = threading.Event()
 
-    def worker(self, concurrency=32, wait=True, **env):
+    def worker(self, concurrency=32, wait=True, pool="threads", **env):
         started = Worker(
-            worker_env(self.redis.url, self.sandbox.url, **{**self.env, **env}), concurrency=concurrency
+            worker_env(self.redis.url, self.sandbox.url, **{**self.env, **env}), pool=pool, concurrency=concurrency
         ).start(wait=wait)
         self.workers.append(started)
         return started
