@@ -8,10 +8,13 @@ Redis over every scope that applies to a message (GCRA: each scope keeps a
 scopes allow and returns how long to wait for it). Sends are paced to stay
 under the limits rather than fired and retried on 429.
 
-Waits: a worker thread sleeps a short one; a long one (a group at 20/min, a
-busy chat) raises ``RateLimited`` without reserving anything, and the
-delivery code puts the row back with ``next_attempt_at`` (no attempt
-counted), so threads are not parked for minutes.
+Waits: a worker thread sleeps a short one (the bot's next slot, up to a
+few seconds in a broadcast). A long one (a busy chat at 1/s, a group at
+20/min) raises ``RateLimited``: the message takes the next place in that
+chat's queue of waiting messages, reserves nothing in the bot's schedule,
+and the delivery code puts the row back with ``next_attempt_at`` at that
+place (no attempt counted). Threads are never parked on one chat, and a
+chat's waiting messages come back one per interval.
 
 A 429 that still comes (the bot is shared with another system) stores a
 "blocked until" per scope in Redis; every reservation and every thread that
