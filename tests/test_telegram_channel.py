@@ -105,3 +105,8 @@ def test_redact_hides_any_telegram_token_shape():
 def test_missing_token_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="TELEGRAM_BOT_TOKEN"):
         TelegramChannel("", "http://127.0.0.1:9")
+
+
+def test_link_is_shown_with_its_label_and_the_url_kept_in_href():
+    (text,) = render(OutgoingMessage(title="OT", body="b", link="http://x/a?b=1&c=2", link_label="Abrir en el CMMS"))
+    assert text.endswith('<a href="http://x/a?b=1&amp;c=2">→ Abrir en el CMMS</a>')

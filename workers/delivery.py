@@ -129,6 +129,7 @@ def outgoing_message(log):
         priority=log.priority,
         actions=payload.get("actions") or [],
         link=payload.get("link", ""),
+        link_label=_("Open in the CMMS"),
     )
 
 

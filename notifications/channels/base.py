@@ -56,6 +56,7 @@ class OutgoingMessage:
     priority: str = "normal"
     actions: list = field(default_factory=list)
     link: str = ""
+    link_label: str = ""
 
 
 class Channel:

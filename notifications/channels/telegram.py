@@ -70,8 +70,9 @@ def render(message):
     header_html = " ".join(p for p in (message.emoji, f"<b>{escape(message.title)}</b>" if message.title else "") if p)
     footer_plain = footer_html = ""
     if message.link:
-        footer_plain = "\n\n→ " + message.link
-        footer_html = f'\n\n<a href="{html.escape(message.link, quote=True)}">→ {escape(message.link)}</a>'
+        label = message.link_label or message.link
+        footer_plain = "\n\n→ " + label
+        footer_html = f'\n\n<a href="{html.escape(message.link, quote=True)}">→ {escape(label)}</a>'
     head_len = visible_length(header_plain + "\n\n") if header_plain else 0
     body_chunks = split_text(message.body, MAX_TEXT - head_len - visible_length(footer_plain))
     texts = []
