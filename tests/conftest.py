@@ -74,6 +74,15 @@ def sandbox(telegram_sandbox, settings):
     channels.reset()
 
 
+@pytest.fixture
+def no_broker(monkeypatch):
+    """For unit tests of routing and policy: record what would be published
+    instead of talking to a broker. Returns the list of (id, channel) pairs."""
+    published = []
+    monkeypatch.setattr("notifications.dispatch.publish", lambda rows, **kw: published.extend(rows) or len(rows))
+    return published
+
+
 def database_url():
     """The URL of the database the tests run on (the test database)."""
     from django.db import connection

@@ -18,8 +18,7 @@ CATALOG = Path(__file__).resolve().parents[1] / "cmms" / "locale" / "es" / "LC_M
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch, settings):
-    monkeypatch.setattr("notifications.dispatch.publish", lambda rows, **kw: len(rows))
+def fast_demo(no_broker, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # demo users, fast
 
 

@@ -9,14 +9,8 @@ from notifications.models import InAppNotification, MessageLog
 from tests.factories import make_user
 from tests.support.cmms import make_asset, make_operator, make_work_order
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    published = []
-    monkeypatch.setattr("notifications.dispatch.publish", lambda rows, **kw: published.extend(rows) or len(rows))
-    return published
 
 
 @pytest.fixture

@@ -6,15 +6,8 @@ from notifications.message_router import MessageRouter
 from notifications.models import ChannelConfig, InAppNotification, MessageLog, UserChannelPreference
 from tests.factories import make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    """Routing is tested without a broker: record what would be published."""
-    published = []
-    monkeypatch.setattr("notifications.dispatch.publish", lambda rows, **kw: published.extend(rows) or len(rows))
-    return published
 
 
 def send(user, **kw):

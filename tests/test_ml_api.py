@@ -12,13 +12,8 @@ from notifications.models import MessageLog
 from tests.factories import make_user
 from tests.support.cmms import make_asset, make_operator
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 URL = "/api/ml/predictions/"
-
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr("notifications.dispatch.publish", lambda rows, **kw: len(rows))
 
 
 @pytest.fixture
