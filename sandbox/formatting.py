@@ -140,7 +140,8 @@ def _html_entity(tag, attributes, begin_text, begin):
         return {"type": "text_link", "url": attributes.get("href", "")}
     if tag == "tg-emoji":
         if not attributes.get("emoji-id", "").isdigit():
-            raise ParseError(f'Custom emoji entity must contain a tg-emoji identifier at byte offset {_byte_offset(begin_text, begin)}')
+            offset = _byte_offset(begin_text, begin)
+            raise ParseError(f"Custom emoji entity must contain a tg-emoji identifier at byte offset {offset}")
         return {"type": "custom_emoji", "custom_emoji_id": attributes["emoji-id"]}
     if tag == "blockquote":
         return {"type": "expandable_blockquote" if "expandable" in attributes else "blockquote"}

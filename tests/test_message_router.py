@@ -31,10 +31,13 @@ def test_send_to_user_queues_one_row_per_enabled_channel_and_publishes_after_com
 
 def test_rolled_back_transaction_publishes_nothing_and_leaves_no_row(no_broker, django_capture_on_commit_callbacks):
     user = make_user(telegram=1)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
-        with transaction.atomic():
-            send(user)
-            raise RuntimeError("producer failed")
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        send(user)
+        raise RuntimeError("producer failed")
     assert callbacks == [] and no_broker == []
     assert MessageLog.objects.count() == 0
 
