@@ -27,6 +27,8 @@ def parse_args(argv):
     parser.add_argument("--pool", default="threads", help="Celery worker pool (-P)")
     parser.add_argument("--concurrency", type=int, default=32, help="Celery worker concurrency (-c)")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the workers into DIR")
+    parser.add_argument("--profile-mode", choices=("wall", "gil"), default="wall",
+                        help="wall: every thread, waiting included; gil: only the thread holding the GIL (CPU)")
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIO_KEYS)
@@ -52,7 +54,7 @@ def main(argv=None):
     print(f"bench: size={args.size} database={url.split('@')[-1]} scenarios={','.join(args.scenarios)}", flush=True)
     results, errors, durations = {}, {}, {}
     with Bench(args.size, SIZES[args.size], sandbox=args.sandbox, pool=args.pool, concurrency=args.concurrency,
-               profile_dir=args.profile, log=lambda line: print(line, flush=True)) as bench:
+               profile_dir=args.profile, profile_mode=args.profile_mode, log=lambda line: print(line, flush=True)) as bench:
         machine = report.machine_info(bench)
         for name in args.scenarios:
             started = time.monotonic()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import requests
@@ -187,14 +188,17 @@ class Profiler:
     """py-spy sampling a worker for the length of a scenario; writes a
     flamegraph (SVG) and the raw collapsed stacks for docs/benchmarks.md."""
 
-    def __init__(self, pid, path):
+    # wall: where every thread is, waiting included; gil: what holds the GIL (the CPU).
+    MODES = types.MappingProxyType({"wall": ("--idle",), "gil": ("--gil",)})
+
+    def __init__(self, pid, path, mode="wall"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         binary = Path(sys.executable).with_name("py-spy")
         self.proc = subprocess.Popen(
-            [str(binary), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads", "--idle",
-             "--nonblocking", "-o", str(self.path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [str(binary), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads",
+             *self.MODES[mode], "--nonblocking", "-o", str(self.path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
     def stop(self):
@@ -213,13 +217,15 @@ class Bench:
     """Shared parts of one run. Scenarios get a clean state from ``fresh()``
     and start the workers they need with ``workers()``."""
 
-    def __init__(self, size, params, sandbox="subprocess", pool="threads", concurrency=32, profile_dir=None, log=print):
+    def __init__(self, size, params, sandbox="subprocess", pool="threads", concurrency=32, profile_dir=None,
+                 profile_mode="wall", log=print):
         self.size = size
         self.params = params
         self.sandbox_mode = sandbox
         self.pool = pool
         self.concurrency = concurrency
         self.profile_dir = Path(profile_dir) if profile_dir else None
+        self.profile_mode = profile_mode
         self.log = log
         self.redis = None
         self.sandbox = None
@@ -278,7 +284,8 @@ class Bench:
             for worker in started:
                 wait_for(worker._ready, timeout=90, interval=0.1, message=f"worker {worker.name} ready")
             if profile and self.profile_dir:
-                profilers = [Profiler(w.pid, self.profile_dir / f"{profile}-{i}.txt") for i, w in enumerate(started)]
+                profilers = [Profiler(w.pid, self.profile_dir / f"{profile}-{self.profile_mode}-{i}.txt", self.profile_mode)
+                             for i, w in enumerate(started)]
             yield started
         finally:
             for profiler in profilers:
