@@ -184,6 +184,19 @@ def rss_mb(pid):
     return total_kb / 1024
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process tree so far (from /proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 class Profiler:
     """py-spy sampling a worker for the length of a scenario; writes a
     flamegraph (SVG) and the raw collapsed stacks for docs/benchmarks.md."""

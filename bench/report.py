@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def unit(key):
-    for suffix, name in (("_per_s", "msg/s"), ("_ms", "ms"), ("_s", "s"), ("_mb", "MiB")):
+    for suffix, name in (("_per_s", "msg/s"), ("_ms_per_msg", "ms/msg"), ("_ms", "ms"), ("_s", "s"), ("_mb", "MiB")):
         if key.endswith(suffix):
             return name
     return ""

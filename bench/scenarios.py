@@ -9,7 +9,7 @@ import itertools
 import threading
 import time
 
-from .harness import median, percentile, rss_mb
+from .harness import cpu_seconds, median, percentile, rss_mb
 
 TITLE = "Orden de trabajo OT-12345"
 BODY = "Se te ha asignado la OT-12345: cambio de aceite del Camión <A&B>_01 en la faena Norte."
@@ -146,17 +146,24 @@ def pipeline(bench):
     chats = [TOKEN_CHATS["OPERATOR"] + i for i in range(len(pks))]
     router = MessageRouter()
     raw_rates, pipe_rates, ratios = [], [], []
-    with bench.workers(profile="pipeline", **LIMITER_OUT_OF_REACH):
+    worker_cpu, sandbox_cpu, raw_sandbox_cpu, raw_client_cpu = [], [], [], []
+    with bench.workers(profile="pipeline", **LIMITER_OUT_OF_REACH) as (worker,):
         for _round in range(p["pipeline_rounds"]):
             bench.fresh()
+            sandbox_before, client_before = cpu_seconds(bench.sandbox.pid), time.process_time()
             raw = raw_http(bench, len(pks), bench.concurrency, chats)
+            raw_sandbox_cpu.append((cpu_seconds(bench.sandbox.pid) - sandbox_before) / len(pks) * 1000)
+            raw_client_cpu.append((time.process_time() - client_before) / len(pks) * 1000)
             bench.fresh()
+            sandbox_before, worker_before = cpu_seconds(bench.sandbox.pid), cpu_seconds(worker.pid)
             started = time.perf_counter()
             total = router.broadcast_to_role("OPERATOR", TITLE, BODY, priority="high", message_type="work_order_assigned")["total"]
             sent, waited, finished = _wait_rows(_sent(), lambda n, t=total: n >= t, timeout=300)
             if not finished:
                 raise RuntimeError(f"pipeline: only {sent} of {total} messages SENT after {waited:.0f} s")
             rate = total / (time.perf_counter() - started)
+            worker_cpu.append((cpu_seconds(worker.pid) - worker_before) / total * 1000)
+            sandbox_cpu.append((cpu_seconds(bench.sandbox.pid) - sandbox_before) / total * 1000)
             raw_rates.append(raw)
             pipe_rates.append(rate)
             ratios.append(rate / raw)
@@ -165,6 +172,12 @@ def pipeline(bench):
         "pipeline_msgs_per_s": median(pipe_rates),
         "raw_http_msgs_per_s": median(raw_rates),
         "pipeline_over_raw_http": median(ratios),
+        # Where the time goes: CPU per message of the worker's process tree
+        # against the plain loop's client, and of the sandbox in both.
+        "pipeline_worker_cpu_ms_per_msg": median(worker_cpu),
+        "raw_http_client_cpu_ms_per_msg": median(raw_client_cpu),
+        "pipeline_sandbox_cpu_ms_per_msg": median(sandbox_cpu),
+        "raw_http_sandbox_cpu_ms_per_msg": median(raw_sandbox_cpu),
     }
 
 
