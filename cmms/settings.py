@@ -112,7 +112,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Language -----------------------------------------------------------------
 LANGUAGE_CODE = os.environ.get("LANGUAGE_CODE", "es")
 LANGUAGES = [("es", _("Spanish")), ("en", _("English"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = []  # catalogs live in each app's locale/ folder
 TIME_ZONE = os.environ.get("TIME_ZONE", "America/Santiago")
 USE_I18N = True
 USE_TZ = True
@@ -183,6 +183,21 @@ DELIVERY = {
     "RELAY_UNPUBLISHED_AFTER_S": env_float("DELIVERY_RELAY_UNPUBLISHED_AFTER_S", 5.0),
     "RELAY_REPUBLISH_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_AFTER_S", 900.0),
     "RELAY_BATCH": env_int("DELIVERY_RELAY_BATCH", 2000),
+}
+
+# --- Maintenance domain (cmms/) -------------------------------------------------
+CMMS = {
+    # After a prediction alert, the same risk predicted again for the same order
+    # is recorded silently for this long; a higher risk alerts at once.
+    "PREDICTION_ALERT_COOLDOWN_S": env_float("CMMS_PREDICTION_ALERT_COOLDOWN_S", 6 * 3600.0),
+    # Preventive maintenance reminders start this many days before the due date
+    # (a plan can override it).
+    "REMINDER_DAYS_BEFORE": env_int("CMMS_REMINDER_DAYS_BEFORE", 3),
+    # An overdue work order is also reported to the site's supervisors once it
+    # has been overdue this long.
+    "OVERDUE_ESCALATE_AFTER_H": env_float("CMMS_OVERDUE_ESCALATE_AFTER_H", 24.0),
+    # Most predictions accepted in one POST /api/ml/predictions/.
+    "ML_API_MAX_BATCH": env_int("CMMS_ML_API_MAX_BATCH", 500),
 }
 
 # --- Channels -----------------------------------------------------------------

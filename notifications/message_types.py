@@ -74,3 +74,8 @@ for _type in (
     MessageType("test_message", "✅", "alerts", Priority.NORMAL, _("Test message")),
 ):
     register(_type)
+
+# Maintenance reminders and escalations (cmms.reminders).
+register(MessageType("work_order_overdue", "⏰", "reminders", Priority.NORMAL, _("Overdue work order")))
+register(MessageType("work_order_overdue_escalation", "🔺", "work_orders", Priority.HIGH,
+                     _("Overdue work order (to supervisors)")))

@@ -126,7 +126,7 @@ def check_database():
     shown = redact_url(url)
     hint = "Start PostgreSQL (or fix DATABASE_URL), or unset DATABASE_URL to run on SQLite."
     try:
-        import psycopg  # noqa: PLC0415  (optional: in the virtualenv, not in the system Python)
+        import psycopg  # optional: in the virtualenv, not in a bare system Python
     except ImportError:
         psycopg = None
     if psycopg is not None:
@@ -151,10 +151,13 @@ def check_database():
             return False
         return True
     if shutil.which("pg_isready"):
-        result = subprocess.run(["pg_isready", "-d", url, "-t", "5"], capture_output=True, text=True)
+        result = subprocess.run(
+            ["pg_isready", "-d", url, "-t", "5"], check=False, capture_output=True, text=True
+        )
         if result.returncode == 0:
             return True
-        print(f"Cannot connect to PostgreSQL at DATABASE_URL={shown}: {result.stdout.strip()}\n  {hint}", file=sys.stderr)
+        answer = result.stdout.strip()
+        print(f"Cannot connect to PostgreSQL at DATABASE_URL={shown}: {answer}\n  {hint}", file=sys.stderr)
         return False
     parts = urlsplit(url)
     try:

@@ -95,10 +95,10 @@ def test_in_app_channel_creates_the_inbox_entry_at_once():
 @pytest.mark.parametrize(
     "kwargs, error",
     [
-        ({"user": None}, "user"),
-        ({"message": ""}, "empty"),
-        ({"message": "   "}, "empty"),
-        ({"priority": "urgent"}, "priority"),
+        ({"user": None}, "usuario"),
+        ({"message": ""}, "vacío"),
+        ({"message": "   "}, "vacío"),
+        ({"priority": "urgent"}, "Prioridad desconocida 'urgent'"),
         ({"message_type": "no_such_type"}, "no_such_type"),
         ({"title": "x" * 256}, "255"),
     ],

@@ -1,4 +1,5 @@
-"""Create the admin user and demo users with channel preferences (idempotent).
+"""Create the admin user, demo users with channel preferences, and demo assets
+and maintenance plans (idempotent).
 
 Used by ``make run`` on first start so that a newcomer can log in and watch
 messages reach the Telegram sandbox.
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from cmms.demo import create_demo_assets
 from notifications.models import ChannelType, UserChannelPreference
 
 DEMO_USERS = [
@@ -50,6 +52,7 @@ class Command(BaseCommand):
                 user=user, channel_type=ChannelType.TELEGRAM, defaults={"channel_user_id": chat_id}
             )
             UserChannelPreference.objects.get_or_create(user=user, channel_type=ChannelType.IN_APP)
+        created += create_demo_assets()
         if created:
             self.stdout.write(self.style.SUCCESS(f"Created: {', '.join(created)}"))
         self.stdout.write("Logins:")

@@ -1,0 +1,93 @@
+"""What users read: every maintenance message text comes from a template in
+``notifications/templates/notifications/messages/<message_type>/`` (title.txt
+and body.txt), with English source strings and the Spanish catalog in
+``cmms/locale/es``.
+
+Texts are rendered in ``settings.LANGUAGE_CODE`` (Spanish by default) whatever
+language a request activated: the reader is the recipient, not the ML client
+or the admin user who triggered the message. Bodies are plain text; each
+channel escapes them for its format (Telegram HTML), so the templates turn
+autoescaping off and ``Camión <A&B>_01`` reaches the user as it was typed.
+"""
+
+import re
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext, ngettext
+
+TEMPLATE_DIR = "notifications/messages"
+ACCEPT_CALLBACK = "wo:accept:{pk}"
+REJECT_CALLBACK = "wo:reject:{pk}"
+
+
+def render(message_type, context):
+    """(title, body) for ``message_type`` in the default language."""
+    with translation.override(settings.LANGUAGE_CODE):
+        title = render_to_string(f"{TEMPLATE_DIR}/{message_type}/title.txt", context)
+        body = render_to_string(f"{TEMPLATE_DIR}/{message_type}/body.txt", context)
+    title = " ".join(title.split())
+    body = "\n".join(line.rstrip() for line in body.strip().splitlines())
+    return title[:255], re.sub(r"\n{3,}", "\n\n", body)
+
+
+def default_language():
+    """``with default_language(): _("...")`` for texts outside templates."""
+    return translation.override(settings.LANGUAGE_CODE)
+
+
+def in_default_language(func, *args, **kwargs):
+    with default_language():
+        return str(func(*args, **kwargs))
+
+
+def work_order_actions(work_order):
+    """The seed's accept/reject buttons. callback_data is an opaque id (at
+    most 64 bytes); whoever handles a press must check the presser."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return [
+            {"text": gettext("✅ Accept"), "callback_data": ACCEPT_CALLBACK.format(pk=work_order.pk)},
+            {"text": gettext("❌ Reject"), "callback_data": REJECT_CALLBACK.format(pk=work_order.pk)},
+        ]
+
+
+def label(choice_enum, value):
+    """A choice's label in the default language."""
+    return in_default_language(lambda: choice_enum(value).label)
+
+
+def person(user):
+    return (user.get_full_name() or user.username) if user else ""
+
+
+def duration(delta):
+    """'36 h' under two days, else whole days, in the default language."""
+    if delta is None:
+        return ""
+    hours = max(int(delta.total_seconds() // 3600), 0)
+    with translation.override(settings.LANGUAGE_CODE):
+        if hours < 48:
+            return gettext("%(n)d h") % {"n": hours}
+        days = hours // 24
+        return ngettext("%(n)d day", "%(n)d days", days) % {"n": days}
+
+
+def work_order_context(work_order, **extra):
+    from .models import WorkOrderPriority, WorkOrderStatus
+
+    asset = work_order.asset
+    context = {
+        "number": work_order.number,
+        "title": work_order.title,
+        "asset_code": asset.code,
+        "asset_name": asset.name,
+        "site": asset.site,
+        "priority": label(WorkOrderPriority, work_order.priority),
+        "status": label(WorkOrderStatus, work_order.status),
+        "assignee": person(work_order.assignee),
+        "due_at": timezone.localtime(work_order.due_at) if work_order.due_at else None,
+        "link": work_order.admin_url(),
+    }
+    context.update(extra)
+    return context

@@ -1,0 +1,162 @@
+"""POST /api/ml/predictions/: how ML pipelines outside Django report scores.
+
+``Authorization: Bearer <token>`` (an MLClient, managed in admin). The body is
+one prediction object or a list of them::
+
+    {"asset": "CAM-001", "failure_mode": "Sobrecalentamiento de motor",
+     "probability": 0.87, "risk_level": "HIGH", "time_to_failure_hours": 36,
+     "model_version": "engine-v3", "external_id": "run-42/CAM-001", "details": {...}}
+
+A batch is all or nothing: every item is validated first, and all are recorded
+in one transaction. Errors answer 400 with messages per field (per item index
+for a batch); a missing or wrong token answers 401. See docs/ml-integration.md.
+"""
+
+import json
+import logging
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import JsonResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from . import ml_auth
+from .models import Asset, RiskLevel
+from .predictions import lock_asset, record_prediction
+
+logger = logging.getLogger(__name__)
+MAX_TIME_TO_FAILURE_HOURS = 24 * 365 * 10
+
+
+class PredictionForm(forms.Form):
+    asset = forms.CharField(max_length=32)
+    failure_mode = forms.CharField(max_length=100)
+    probability = forms.FloatField(min_value=0.0, max_value=1.0)
+    risk_level = forms.CharField(max_length=10)
+    time_to_failure_hours = forms.FloatField(required=False, min_value=0.0, max_value=MAX_TIME_TO_FAILURE_HOURS)
+    model_version = forms.CharField(required=False, max_length=50)
+    external_id = forms.CharField(required=False, max_length=100)
+    details = forms.JSONField(required=False)
+
+    def clean_risk_level(self):
+        value = self.cleaned_data["risk_level"].strip().upper()
+        if value not in RiskLevel.values:
+            raise ValidationError(_("One of: %(choices)s.") % {"choices": ", ".join(RiskLevel.values)})
+        return value
+
+    def clean_details(self):
+        value = self.cleaned_data.get("details")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise ValidationError(_("An object."))
+        return value
+
+
+def validate_item(item, assets):
+    """(cleaned data, None) or (None, {field: [messages]})."""
+    if not isinstance(item, dict):
+        return None, {"__all__": [_("Each prediction must be a JSON object.")]}
+    unknown = sorted(set(item) - set(PredictionForm.base_fields))
+    # JSON numbers arrive as numbers; a form field expects text or numbers,
+    # but must not silently accept true/false as 1/0.
+    data = {k: v for k, v in item.items() if k in PredictionForm.base_fields}
+    form = PredictionForm(data)
+    errors = {}
+    if not form.is_valid():
+        errors = {field: [str(m) for m in msgs] for field, msgs in form.errors.items()}
+    for field in ("probability", "time_to_failure_hours"):
+        if isinstance(item.get(field), bool):
+            errors[field] = [_("Enter a number.")]
+    for field in unknown:
+        errors[field] = [_("Unknown field.")]
+    code = form.cleaned_data.get("asset") if hasattr(form, "cleaned_data") else None
+    if code and code not in assets:
+        errors["asset"] = [_("Unknown asset %(code)r.") % {"code": code}]
+    if errors:
+        return None, errors
+    return form.cleaned_data, None
+
+
+def _error(status, message, **extra):
+    return JsonResponse({"error": message, **extra}, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+@csrf_exempt
+@require_POST
+def predictions(request):
+    client = ml_auth.authenticate(request.headers.get("Authorization"))
+    if client is None:
+        response = _error(401, _("A valid ML client token is required (Authorization: Bearer <token>)."))
+        response["WWW-Authenticate"] = 'Bearer realm="ml"'
+        return response
+    if request.content_type != "application/json":
+        return _error(415, _("Send JSON (Content-Type: application/json)."))
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, _("The body is not valid JSON."))
+    batch = isinstance(payload, list)
+    items = payload if batch else [payload]
+    if not items:
+        return _error(400, _("The list is empty."))
+    if len(items) > settings.CMMS["ML_API_MAX_BATCH"]:
+        return _error(400, _("At most %(n)d predictions per request.") % {"n": settings.CMMS["ML_API_MAX_BATCH"]})
+
+    codes = {str(i.get("asset")) for i in items if isinstance(i, dict) and i.get("asset")}
+    assets = set(Asset.objects.filter(code__in=codes, is_active=True).values_list("code", flat=True))
+    cleaned, errors = [], {}
+    for index, item in enumerate(items):
+        data, item_errors = validate_item(item, assets)
+        if item_errors:
+            errors[str(index)] = item_errors
+        cleaned.append(data)
+    if errors:
+        return _error(400, _("Invalid prediction."), errors=errors if batch else errors["0"])
+
+    try:
+        recorded = _record_all(cleaned, client)
+    except ValidationError as exc:  # only a race (an asset deleted meanwhile) gets here
+        return _error(400, _("Invalid prediction."), errors=exc.message_dict)
+    results = [_result(p) for p in recorded]
+    body = {"count": len(results), "results": results} if batch else results[0]
+    return JsonResponse(body, safe=False, json_dumps_params={"ensure_ascii": False})
+
+
+def _record_all(cleaned, client):
+    with transaction.atomic():
+        # Lock every asset of the batch in one order, so that two batches
+        # touching the same assets cannot deadlock.
+        for code in sorted({d["asset"] for d in cleaned}):
+            lock_asset(code)
+        return [
+            record_prediction(
+                asset=d["asset"],
+                failure_mode=d["failure_mode"],
+                probability=d["probability"],
+                risk_level=d["risk_level"],
+                time_to_failure_hours=d["time_to_failure_hours"],
+                model_version=d["model_version"],
+                external_id=d["external_id"] or None,
+                details=d["details"],
+                ml_client=client,
+            )
+            for d in cleaned
+        ]
+
+
+def _result(prediction):
+    order = prediction.work_order
+    return {
+        "prediction_id": prediction.pk,
+        "asset": prediction.asset.code,
+        "risk_level": prediction.risk_level,
+        "action": prediction.action,
+        "alerted": prediction.alerted,
+        "duplicate": getattr(prediction, "duplicate", False),
+        "work_order": {"id": order.pk, "number": order.number, "status": order.status} if order else None,
+    }
