@@ -21,7 +21,8 @@ def parse_args(argv):
                         help=f"comma-separated, from: {', '.join(SCENARIO_KEYS)} (default: all)")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"), help="results file")
-    parser.add_argument("--db-name", help="PostgreSQL database (default cmms_bench) or SQLite file name under var/bench/")
+    parser.add_argument("--db-name",
+                        help="PostgreSQL database (default cmms_bench) or SQLite file name under var/bench/")
     parser.add_argument("--sandbox", choices=("subprocess", "inprocess"), default="subprocess",
                         help="run the Telegram sandbox as its own process (default) or as a thread of this one")
     parser.add_argument("--pool", default="threads", help="Celery worker pool (-P)")
@@ -53,8 +54,9 @@ def main(argv=None):
 
     print(f"bench: size={args.size} database={url.split('@')[-1]} scenarios={','.join(args.scenarios)}", flush=True)
     results, errors, durations = {}, {}, {}
-    with Bench(args.size, SIZES[args.size], sandbox=args.sandbox, pool=args.pool, concurrency=args.concurrency,
-               profile_dir=args.profile, profile_mode=args.profile_mode, log=lambda line: print(line, flush=True)) as bench:
+    options = {"sandbox": args.sandbox, "pool": args.pool, "concurrency": args.concurrency,
+               "profile_dir": args.profile, "profile_mode": args.profile_mode}
+    with Bench(args.size, SIZES[args.size], log=lambda line: print(line, flush=True), **options) as bench:
         machine = report.machine_info(bench)
         for name in args.scenarios:
             started = time.monotonic()

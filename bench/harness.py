@@ -297,8 +297,10 @@ class Bench:
             for worker in started:
                 wait_for(worker._ready, timeout=90, interval=0.1, message=f"worker {worker.name} ready")
             if profile and self.profile_dir:
-                profilers = [Profiler(w.pid, self.profile_dir / f"{profile}-{self.profile_mode}-{i}.txt", self.profile_mode)
-                             for i, w in enumerate(started)]
+                profilers = [
+                    Profiler(w.pid, self.profile_dir / f"{profile}-{self.profile_mode}-{i}.txt", self.profile_mode)
+                    for i, w in enumerate(started)
+                ]
             yield started
         finally:
             for profiler in profilers:
@@ -324,9 +326,8 @@ class Bench:
             for i in range(len(existing), count)
         ]
         User.objects.bulk_create(users, batch_size=2000)
-        created = list(
-            User.objects.filter(role=role, pk__gt=existing[-1] if existing else 0).order_by("pk").values_list("pk", "username")
-        )
+        newer = User.objects.filter(role=role, pk__gt=existing[-1] if existing else 0).order_by("pk")
+        created = list(newer.values_list("pk", "username"))
         prefs = [
             UserChannelPreference(user_id=pk, channel_type=ChannelType.TELEGRAM,
                                   channel_user_id=str(chat_base + int(name.rsplit("-", 1)[1])))

@@ -13,7 +13,8 @@ from .harness import cpu_seconds, median, percentile, rss_mb
 
 TITLE = "Orden de trabajo OT-12345"
 BODY = "Se te ha asignado la OT-12345: cambio de aceite del Camión <A&B>_01 en la faena Norte."
-TOKEN_CHATS = {"OPERATOR": 1_000_000, "TECHNICIAN": 2_000_000, "SUPERVISOR": 3_000_000}
+MESSAGE_TYPE = "work_order_assigned"
+CHAT_BASE = {"OPERATOR": 1_000_000, "TECHNICIAN": 2_000_000, "SUPERVISOR": 3_000_000}
 # A limit far beyond reach: the shared limiter still runs its Redis round
 # trip for every message, as in production, but never paces the pipeline.
 LIMITER_OUT_OF_REACH = {"RATE_LIMIT_TELEGRAM_ACCOUNT": "1000000/s"}
@@ -106,14 +107,14 @@ def producer(bench):
 
     p = bench.params
     bench.fresh()
-    users = _users(bench.population("OPERATOR", 50, TOKEN_CHATS["OPERATOR"]))
+    users = _users(bench.population("OPERATOR", 50, CHAT_BASE["OPERATOR"]))
     router = MessageRouter()
 
     def timed_calls(label):
         samples = []
         for i in range(p["warmup"] + p["producer_calls"]):
             started = time.perf_counter()
-            router.send_to_user(users[i % len(users)], TITLE, f"{BODY} ({label} {i})", message_type="work_order_assigned")
+            router.send_to_user(users[i % len(users)], TITLE, f"{BODY} ({label} {i})", message_type=MESSAGE_TYPE)
             elapsed = time.perf_counter() - started
             if i >= p["warmup"]:
                 samples.append(elapsed * 1000)
@@ -142,8 +143,8 @@ def pipeline(bench):
     from notifications.message_router import MessageRouter
 
     p = bench.params
-    pks = bench.population("OPERATOR", p["pipeline_messages"], TOKEN_CHATS["OPERATOR"])
-    chats = [TOKEN_CHATS["OPERATOR"] + i for i in range(len(pks))]
+    pks = bench.population("OPERATOR", p["pipeline_messages"], CHAT_BASE["OPERATOR"])
+    chats = [CHAT_BASE["OPERATOR"] + i for i in range(len(pks))]
     router = MessageRouter()
     raw_rates, pipe_rates, ratios = [], [], []
     worker_cpu, sandbox_cpu, raw_sandbox_cpu, raw_client_cpu = [], [], [], []
@@ -157,7 +158,8 @@ def pipeline(bench):
             bench.fresh()
             sandbox_before, worker_before = cpu_seconds(bench.sandbox.pid), cpu_seconds(worker.pid)
             started = time.perf_counter()
-            total = router.broadcast_to_role("OPERATOR", TITLE, BODY, priority="high", message_type="work_order_assigned")["total"]
+            result = router.broadcast_to_role("OPERATOR", TITLE, BODY, priority="high", message_type=MESSAGE_TYPE)
+            total = result["total"]
             sent, waited, finished = _wait_rows(_sent(), lambda n, t=total: n >= t, timeout=300)
             if not finished:
                 raise RuntimeError(f"pipeline: only {sent} of {total} messages SENT after {waited:.0f} s")
@@ -191,12 +193,12 @@ def ratelimit(bench):
     n = bench.params["ratelimit_chats"]
     limit = 30.0
     bench.fresh(limits_enabled=True, bot_rate=limit, latency_ms=200)
-    base = TOKEN_CHATS["TECHNICIAN"]
+    base = CHAT_BASE["TECHNICIAN"]
     bench.population("TECHNICIAN", n, base)
     # 30/s x 0.2 s = 6 requests in flight are enough; 2 x 16 threads keep 5x that
     # and hold fewer PostgreSQL connections on a shared server.
     with bench.workers(count=2, concurrency=16, profile="ratelimit", RATE_LIMIT_TELEGRAM_ACCOUNT=f"{limit:g}/s"):
-        MessageRouter().broadcast_to_role("TECHNICIAN", TITLE, BODY, priority="high", message_type="work_order_assigned")
+        MessageRouter().broadcast_to_role("TECHNICIAN", TITLE, BODY, priority="high", message_type=MESSAGE_TYPE)
         _wait_rows(_unfinished(), lambda left: left == 0, timeout=max(60.0, 4 * n / limit))
     unfinished = _unfinished().count()
     received = sorted(m["received_at"] for m in bench.sandbox.messages() if base <= int(m["chat_id"]) < base + n)
@@ -226,7 +228,7 @@ def broadcast(bench):
 
     n = bench.params["broadcast_users"]
     bench.fresh()
-    pks = bench.population("SUPERVISOR", n, TOKEN_CHATS["SUPERVISOR"])
+    pks = bench.population("SUPERVISOR", n, CHAT_BASE["SUPERVISOR"])
 
     now = timezone.now()
     rows = [MessageLog(user_id=pk, channel_type="TELEGRAM", recipient=str(pk), message_type="announcement",
@@ -277,9 +279,9 @@ def latency(bench):
 
     n = bench.params["latency_samples"]
     bench.fresh()
-    (pk,) = bench.population("OPERATOR", 1, TOKEN_CHATS["OPERATOR"])
+    (pk,) = bench.population("OPERATOR", 1, CHAT_BASE["OPERATOR"])
     (user,) = _users([pk])
-    chat = str(TOKEN_CHATS["OPERATOR"])
+    chat = str(CHAT_BASE["OPERATOR"])
     channel, outgoing = _channel(bench)
     raw = []
     for _ in range(n):
@@ -295,7 +297,7 @@ def latency(bench):
         _wait_rows(_unfinished(), lambda c: c == 0, timeout=30)
         for i in range(n):
             sent_at[i] = time.time()
-            result = router.send_to_user(user, TITLE, f"muestra {i:05d}", message_type="work_order_assigned")
+            result = router.send_to_user(user, TITLE, f"muestra {i:05d}", message_type=MESSAGE_TYPE)
             _wait_rows(_sent().filter(pk__in=result.message_ids.values()), lambda c: c == 1, timeout=30, interval=0.001)
             time.sleep(0.02)
     e2e = []
@@ -322,7 +324,7 @@ def memory(bench):
 
     n = bench.params["memory_messages"]
     bench.fresh()
-    bench.population("SUPERVISOR", n, TOKEN_CHATS["SUPERVISOR"])
+    bench.population("SUPERVISOR", n, CHAT_BASE["SUPERVISOR"])
     with bench.workers(profile="memory", **LIMITER_OUT_OF_REACH) as (worker,):
         time.sleep(1.0)
         idle = rss_mb(worker.pid)
