@@ -37,6 +37,8 @@ GOALS = {
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
+# The pipeline broadcasts to every OPERATOR, so pipeline_messages must be at
+# least the producer's (warmup + producer_calls) and latency_samples + 1 users.
 SIZES = {
     "tiny": {
         "producer_calls": 15, "warmup": 3,
