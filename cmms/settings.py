@@ -178,11 +178,76 @@ DELIVERY = {
     # to a dead worker and the relay hands it out again.
     "LEASE_S": env_float("DELIVERY_LEASE_S", 120.0),
     # A QUEUED row never published (publish lost or broker down) is published
-    # by the relay after this long; a published one is re-published after
-    # REPUBLISH_AFTER_S (the broker lost it: Redis restarted without persistence).
+    # by the relay after this long.
     "RELAY_UNPUBLISHED_AFTER_S": env_float("DELIVERY_RELAY_UNPUBLISHED_AFTER_S", 5.0),
-    "RELAY_REPUBLISH_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_AFTER_S", 900.0),
+    # A row published this long ago and still waiting while its queue is empty
+    # lost its task (a worker killed with it prefetched): published again.
+    "RELAY_REPUBLISH_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_AFTER_S", 120.0),
+    # The same when the queue has a backlog (the task is probably in it, so
+    # only after a long time: republishing a backlog would double it).
+    "RELAY_REPUBLISH_BACKLOG_AFTER_S": env_float("DELIVERY_RELAY_REPUBLISH_BACKLOG_AFTER_S", 1800.0),
     "RELAY_BATCH": env_int("DELIVERY_RELAY_BATCH", 2000),
+    # A producer waits at most this long for the broker; past it the row stays
+    # QUEUED for the relay (Redis down, or hung and not answering).
+    "PUBLISH_TIMEOUT_S": env_float("DELIVERY_PUBLISH_TIMEOUT_S", 1.0),
+    # After a failed publish, producers skip the broker this long (the relay
+    # catches up), so a burst of calls during an outage does not pay the timeout each.
+    "PUBLISH_BREAKER_S": env_float("DELIVERY_PUBLISH_BREAKER_S", 5.0),
+}
+
+
+def env_rate(name, default):
+    """``30/s``, ``20/min``, ``1000/h`` or a bare number (per second) -> (count, period_s);
+    ``0`` or ``off`` switches the limit off."""
+    value = os.environ.get(name, "").strip().lower() or default
+    if value in ("0", "off", "none"):
+        return None
+    count, _slash, unit = value.partition("/")
+    periods = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+    if unit not in periods:
+        raise ImproperlyConfigured(f"{name}={value!r}: use a rate like 30/s, 20/min or 1000/h.")
+    return float(count), periods[unit]
+
+
+def rate_limit(name, default_rate, default_burst, max_sleep_s):
+    rate = env_rate(f"RATE_LIMIT_{name}", default_rate)
+    if rate is None:
+        return None
+    return {
+        "limit": rate[0],
+        "period_s": rate[1],
+        # Messages allowed back to back before the pace applies.
+        "burst": env_int(f"RATE_LIMIT_{name}_BURST", default_burst),
+        # A worker thread sleeps a wait this short; a longer one goes back to the
+        # row (next_attempt_at) so threads are not parked on one busy chat (the
+        # account's wait is the bot's: every thread would wait for it anyway).
+        "max_sleep_s": env_float(f"RATE_LIMIT_{name}_MAX_SLEEP_S", max_sleep_s),
+    }
+
+
+# --- Provider rate limits (workers/ratelimit.py) ------------------------------
+# Shared by every worker process through Redis. Scopes per channel: "account"
+# (one bot / sender for all messages), "recipient" (one chat), "group" (a
+# group chat, Telegram: a negative chat id). Env: RATE_LIMIT_TELEGRAM_ACCOUNT=30/s,
+# RATE_LIMIT_TELEGRAM_RECIPIENT=1/s (+ _BURST), RATE_LIMIT_TELEGRAM_GROUP=20/min.
+RATE_LIMITS = {
+    "TELEGRAM": {
+        "account": rate_limit("TELEGRAM_ACCOUNT", "30/s", 1, 5.0),
+        "recipient": rate_limit("TELEGRAM_RECIPIENT", "1/s", 2, 0.5),
+        "group": rate_limit("TELEGRAM_GROUP", "20/min", 1, 0.5),
+    },
+}
+RATE_LIMIT = {
+    # The limiter's Redis (a separate one is possible; the broker's by default).
+    "REDIS_URL": os.environ.get("RATE_LIMIT_REDIS_URL", REDIS_URL),
+    # Redis unreachable or hung: give up after this long and retry the message later.
+    "SOCKET_TIMEOUT_S": env_float("RATE_LIMIT_SOCKET_TIMEOUT_S", 0.5),
+    # Without the limiter nothing is sent (fail closed): the row waits this long.
+    "UNAVAILABLE_RETRY_S": env_float("RATE_LIMIT_UNAVAILABLE_RETRY_S", 5.0),
+    # Which scope a 429 blocks: "recipient" (that chat only), "account" (the
+    # whole bot) or "auto" (the chat; the whole bot once two different chats
+    # get a 429 while the first block lasts: someone else is using the bot).
+    "RETRY_AFTER_SCOPE": os.environ.get("RATE_LIMIT_RETRY_AFTER_SCOPE", "auto"),
 }
 
 # --- Maintenance domain (cmms/) -------------------------------------------------

@@ -9,7 +9,9 @@ from .models import ChannelConfig, InAppNotification, MessageLog, MessageStatus,
 
 @admin.register(ChannelConfig)
 class ChannelConfigAdmin(admin.ModelAdmin):
-    list_display = ("channel_type", "is_enabled", "messages_sent", "messages_failed", "last_used_at", "stats_updated_at")
+    list_display = (
+        "channel_type", "is_enabled", "messages_sent", "messages_failed", "last_used_at", "stats_updated_at",
+    )
     list_editable = ("is_enabled",)
     readonly_fields = ("messages_sent", "messages_failed", "last_used_at", "stats_updated_at", "has_stored_secret")
     fields = ("channel_type", "is_enabled", "settings", "has_stored_secret", *readonly_fields[:4])
@@ -25,7 +27,9 @@ class UserChannelPreferenceAdmin(admin.ModelAdmin):
         "user", "channel_type", "is_enabled", "channel_user_id", "notify_work_orders", "notify_predictions",
         "notify_reminders", "min_priority", "is_reachable",
     )
-    list_filter = ("channel_type", "is_enabled", "is_reachable", "notify_work_orders", "notify_predictions", "min_priority")
+    list_filter = (
+        "channel_type", "is_enabled", "is_reachable", "notify_work_orders", "notify_predictions", "min_priority",
+    )
     search_fields = ("user__username", "user__first_name", "user__last_name", "channel_user_id")
     autocomplete_fields = ("user",)
     readonly_fields = ("unreachable_since", "created_at", "updated_at")
@@ -34,7 +38,9 @@ class UserChannelPreferenceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Mark selected addresses reachable again"))
     def mark_reachable(self, request, queryset):
         n = queryset.update(is_reachable=True, unreachable_reason="", unreachable_since=None)
-        self.message_user(request, ngettext("%d preference marked reachable.", "%d preferences marked reachable.", n) % n)
+        self.message_user(
+            request, ngettext("%d preference marked reachable.", "%d preferences marked reachable.", n) % n
+        )
 
 
 @admin.register(MessageLog)
@@ -44,7 +50,9 @@ class MessageLogAdmin(admin.ModelAdmin):
         "short_error", "provider_message_id",
     )
     list_filter = ("status", "channel_type", "message_type", "priority", "possible_duplicate", "created_at")
-    search_fields = ("title", "body", "recipient", "user__username", "provider_message_id", "related_object_id", "last_error")
+    search_fields = (
+        "title", "body", "recipient", "user__username", "provider_message_id", "related_object_id", "last_error",
+    )
     date_hierarchy = "created_at"
     list_select_related = ("user",)
     actions = ["resend_failed"]

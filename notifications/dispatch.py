@@ -4,10 +4,20 @@ The MessageLog row is the outbox: it is committed first, then published. A
 publish that fails (broker down) is logged and left to the relay
 (workers.tasks.relay_outbox), so a producer never blocks on Redis and never
 loses a message because of it.
+
+Why a deadline of our own: Celery's publish retry policy and the Redis
+socket timeout bound each step, but not their sum, and a hung Redis (a
+stopped process, a full network buffer) accepts the connection and never
+answers. So a producer hands the publish to a small thread pool and waits at
+most DELIVERY["PUBLISH_TIMEOUT_S"]; a publish that finishes later is harmless
+(the claim makes a second task for a row a no-op).
 """
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.utils import timezone
@@ -18,53 +28,97 @@ logger = logging.getLogger(__name__)
 # worker publishes the per-message tasks: a broadcast to thousands returns fast.
 FANOUT_THRESHOLD = 50
 FANOUT_CHUNK = 500
-# After a failed publish, skip publishing for this long (the relay catches up),
-# so a burst of producer calls during an outage does not pay the timeout each.
-_BREAKER_S = 5.0
+# Publishing threads shared by a process's producers; few, since each waits on
+# one Redis: when all are stuck on a hung broker, callers still time out.
+PUBLISH_THREADS = 8
+
 _broker_down_until = 0.0
+_executor = None
+_executor_lock = threading.Lock()
 
 
 def queue_for(channel_type):
     return settings.NOTIFICATION_QUEUES.get(channel_type, settings.CELERY_DEFAULT_QUEUE_NAME)
 
 
-def publish(messages, *, fanout=True):
+def publish(messages, *, fanout=True, timeout="default"):
     """Publish delivery tasks for ``messages``: (id, channel_type) pairs.
-    Returns the number published; never raises for a broker problem."""
-    global _broker_down_until
-    from workers.tasks import deliver_message, publish_messages
 
+    Returns the number published; never raises for a broker problem, and
+    never waits longer than ``timeout`` seconds (producers: the setting;
+    ``None`` inside workers, where the relay and fan-out tasks run).
+    """
     from .models import MessageLog
 
     messages = list(messages)
     if not messages:
         return 0
+    if timeout == "default":
+        timeout = settings.DELIVERY["PUBLISH_TIMEOUT_S"]
     if time.monotonic() < _broker_down_until:
         logger.warning("Broker marked down: %d message(s) stay QUEUED for the relay.", len(messages))
         return 0
+    published, error = [], None
+    try:
+        if timeout is None:
+            _send(messages, fanout, published)
+        else:
+            _pool().submit(_send, messages, fanout, published).result(timeout=timeout)
+    except FutureTimeout:
+        error = f"no answer from the broker within {timeout:g} s"
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several types; all mean "not published"
+        error = f"{type(exc).__name__}: {exc}"
+    if error:
+        _trip_breaker()
+        logger.warning(
+            "Could not publish %d of %d message(s) (%s); they stay QUEUED and the relay will publish them.",
+            len(messages) - len(published), len(messages), error,
+        )
+    done = [pk for pk in list(published) if pk is not None]
+    if done:
+        MessageLog.objects.filter(pk__in=done).update(published_at=timezone.now())
+    return len(messages) if fanout and len(messages) > FANOUT_THRESHOLD and not error else len(done)
+
+
+def send(messages):
+    """Publish one deliver_message per (id, channel_type) now, inline (inside
+    workers: the relay, fan-out tasks); returns the ids published before the
+    broker failed, if it did. Marks nothing."""
     published = []
     try:
-        if fanout and len(messages) > FANOUT_THRESHOLD:
-            for start in range(0, len(messages), FANOUT_CHUNK):
-                chunk = messages[start : start + FANOUT_CHUNK]
-                publish_messages.apply_async(args=[[[i, c] for i, c in chunk]], queue=settings.CELERY_DEFAULT_QUEUE_NAME)
-            return len(messages)  # the fan-out task marks them published
-        for message_id, channel_type in messages:
-            deliver_message.apply_async(args=[message_id], queue=queue_for(channel_type))
-            published.append(message_id)
-    except Exception as exc:  # kombu/redis raise several types; all mean "not published"
-        _broker_down_until = time.monotonic() + _BREAKER_S
-        logger.warning(
-            "Could not publish %d of %d message(s) (%s: %s); they stay QUEUED and the relay will publish them.",
-            len(messages) - len(published),
-            len(messages),
-            type(exc).__name__,
-            exc,
-        )
-    finally:
-        if published:
-            MessageLog.objects.filter(pk__in=published).update(published_at=timezone.now())
-    return len(published)
+        _send(list(messages), False, published)
+    except Exception as exc:  # noqa: BLE001 - as above
+        logger.warning("Published %d of %d message(s), then: %s: %s", len(published), len(messages),
+                       type(exc).__name__, exc)
+    return published
+
+
+def _send(messages, fanout, published):
+    """Runs in the publishing thread (or inline): appends each id published.
+    Fan-out chunks are marked published by the worker that expands them."""
+    from workers.tasks import deliver_message, publish_messages
+
+    if fanout and len(messages) > FANOUT_THRESHOLD:
+        for start in range(0, len(messages), FANOUT_CHUNK):
+            chunk = messages[start : start + FANOUT_CHUNK]
+            publish_messages.apply_async(args=[[[i, c] for i, c in chunk]], queue=settings.CELERY_DEFAULT_QUEUE_NAME)
+        return
+    for message_id, channel_type in messages:
+        deliver_message.apply_async(args=[message_id], queue=queue_for(channel_type))
+        published.append(message_id)
+
+
+def _pool():
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="cmms-publish")
+        return _executor
+
+
+def _trip_breaker():
+    global _broker_down_until
+    _broker_down_until = time.monotonic() + settings.DELIVERY["PUBLISH_BREAKER_S"]
 
 
 def reset_breaker():

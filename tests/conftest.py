@@ -129,3 +129,31 @@ def wait_for_status(message_ids, statuses=("SENT",), timeout=30):
         return len(rows) == len(ids) and all(s in statuses for s in rows)
 
     wait_for(done, timeout=timeout, interval=0.1, message=f"messages {ids[:5]}... to reach {statuses}")
+
+
+@pytest.fixture
+def limiter(redis_server, settings):
+    """The shared rate limiter pointed at the private Redis, with no state
+    left from another test."""
+    from workers import ratelimit
+
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": redis_server.url}
+    ratelimit.reset()
+    client = redis_lib.Redis.from_url(redis_server.url)
+    for key in client.scan_iter(f"{ratelimit.KEY_PREFIX}:*"):
+        client.delete(key)
+    client.close()
+    yield ratelimit
+    ratelimit.reset()
+
+
+def point_broker_at(url):
+    """Point this process's producers at another broker (a test's own Redis),
+    dropping pooled connections and the producer pool built on them."""
+    from kombu import pools
+
+    from celery_app import app
+
+    _configure_broker(url)
+    pools.reset()  # kombu keeps the closed pools in a process-wide registry
+    app.amqp._producer_pool = None

@@ -1,12 +1,13 @@
 """Channel adapters, built once per process from settings and ChannelConfig."""
 
+import hashlib
 import threading
 
 from django.conf import settings
 
 from notifications import crypto
 from notifications.channels import ConfigurationError
-from notifications.channels.telegram import TelegramChannel
+from notifications.channels.telegram import TelegramChannel, render
 from notifications.models import ChannelConfig
 
 _local = threading.local()
@@ -40,5 +41,27 @@ def get(channel_type):
     return cache[channel_type]
 
 
+def account_id(channel_type):
+    """Which provider account sends (rate limits count per account): a
+    Telegram bot's numeric id, the part of the token before ':' that is not
+    secret. Cached with the adapter."""
+    cache = getattr(_local, "accounts", None)
+    if cache is None:
+        cache = _local.accounts = {}
+    if channel_type not in cache:
+        secret = telegram_token() if channel_type == "TELEGRAM" else ""
+        head, sep, _rest = secret.partition(":")
+        cache[channel_type] = head if sep and head.isdigit() else hashlib.sha256(secret.encode()).hexdigest()[:16]
+    return cache[channel_type]
+
+
+def requests_needed(channel_type, message):
+    """How many provider calls one message takes (a long Telegram text is split)."""
+    if channel_type == "TELEGRAM":
+        return len(render(message))
+    return 1
+
+
 def reset():
     _local.channels = {}
+    _local.accounts = {}

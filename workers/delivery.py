@@ -7,7 +7,7 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -49,25 +49,71 @@ def deliver(message_id):
         return "not-claimed"
     log = MessageLog.objects.get(pk=message_id)
     outgoing = outgoing_message(log)
-    address = log.recipient
+    address, account = log.recipient, ""
     for _migration in range(MAX_MIGRATIONS + 1):
         try:
             channel = channels.get(log.channel_type)
-            ratelimit.acquire(log.channel_type, address)
+            account = channels.account_id(log.channel_type)
+            cost = channels.requests_needed(log.channel_type, outgoing)
+            ratelimit.acquire(log.channel_type, address, account, cost=cost)
             provider_id = channel.send(address, outgoing)
+        except ratelimit.RateLimited as exc:
+            return defer(log, exc.wait_s)
+        except ratelimit.LimiterUnavailable as exc:
+            # Fail closed: without the shared limiter, sending could flood the
+            # provider. The row waits; Redis is the broker too, so little runs anyway.
+            logger.warning("Rate limiter unavailable (%s); message %s waits.", exc, log.pk)
+            return defer(log, policy_rate("UNAVAILABLE_RETRY_S"), _("Rate limiter (Redis) unavailable; waiting."))
         except ChatMigrated as exc:
             address = exc.new_chat_id
             follow_migration(log, address)
             continue
         except ChannelError as exc:
-            if exc.retry_after:
-                ratelimit.note_retry_after(log.channel_type, address, exc.retry_after)
+            if exc.code == 429 or (exc.retry_after and not exc.permanent):
+                # Throttling is not the message's fault: no attempt is counted.
+                seconds = exc.retry_after or policy("BACKOFF_BASE_S")
+                ratelimit.note_retry_after(log.channel_type, address, seconds, account)
+                return defer(log, seconds, redact(str(exc))[:2000])
             return record_failure(log, exc)
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
             logger.exception("Unexpected error delivering message %s", log.pk)
             return record_failure(log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
         return record_success(log, provider_id)
     return record_failure(log, ChannelError(_("Chat migrated too many times."), permanent=True))
+
+
+def policy_rate(name):
+    return settings.RATE_LIMIT[name]
+
+
+def countdown_max():
+    """Retries at most this far away go to the broker as a countdown. Kept
+    under half the visibility timeout: Redis hands an unacknowledged task to
+    another worker after it, and an ETA task waits unacknowledged."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return min(policy("COUNTDOWN_MAX_S"), visibility / 2)
+
+
+def defer(log, delay, reason=None):
+    """Give the claim back without counting an attempt: the message waits
+    ``delay`` (a rate limit or the provider's retry_after), in a countdown when
+    short, else in the database for the relay."""
+    now = timezone.now()
+    delay = float(delay) + random.uniform(0.0, 0.25)
+    short = delay <= countdown_max()
+    fields = {
+        "status": Case(When(attempts__lte=1, then=Value(MessageStatus.QUEUED)), default=Value(MessageStatus.RETRYING)),
+        "attempts": F("attempts") - 1,
+        "next_attempt_at": now + timedelta(seconds=delay),
+        "lease_expires_at": None,
+        "published_at": now if short else None,
+        "updated_at": now,
+    }
+    if reason:
+        fields["last_error"] = reason
+    if MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(**fields) and short:
+        schedule_retry(log, delay)
+    return "deferred"
 
 
 def outgoing_message(log):
@@ -121,7 +167,7 @@ def record_failure(log, exc):
         return "failed"
     delay = retry_delay(attempts, exc.retry_after, long_wait=isinstance(exc, ConfigurationError))
     next_attempt = now + timedelta(seconds=delay)
-    short = delay <= policy("COUNTDOWN_MAX_S")
+    short = delay <= countdown_max()
     MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.RETRYING, next_attempt_at=next_attempt, published_at=now if short else None, **fields
     )
@@ -148,7 +194,7 @@ def schedule_retry(log, delay):
 
     try:
         deliver_message.apply_async(args=[log.pk], countdown=delay, queue=queue_for(log.channel_type))
-    except Exception as exc:  # the relay publishes it once it is due
+    except Exception as exc:  # noqa: BLE001 - any broker error: the relay publishes it once it is due
         logger.warning("Could not schedule retry of message %s (%s); the relay will.", log.pk, type(exc).__name__)
         MessageLog.objects.filter(pk=log.pk).update(published_at=None)
 

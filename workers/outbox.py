@@ -1,10 +1,28 @@
 """The outbox relay: MessageLog rows are the source of truth, the broker only
-a fast path. Run by beat every few seconds (and safe to run concurrently)."""
+a fast path. Run by beat every few seconds, and safe to run concurrently:
+each run takes its rows with SELECT ... FOR UPDATE SKIP LOCKED (and a task
+published twice would be harmless anyway: the claim has one winner).
+
+What it catches:
+
+- a row left QUEUED/RETRYING and never published (the producer's publish
+  was lost, the broker was down, or the wait was too long for a countdown);
+- a row published a while ago and still waiting while its queue is empty
+  (the task was lost: a worker killed with it prefetched), or published
+  very long ago even with a backlog in the queue;
+- a broker that lost its data (Redis restarted without persistence, a
+  failover to an empty replica, FLUSHALL): a marker key it should hold is
+  gone, so every waiting row is published again at once instead of after
+  RELAY_REPUBLISH_AFTER_S;
+- a row SENDING past its lease: its worker died mid-attempt.
+"""
 
 import logging
 from datetime import timedelta
 
+import redis
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -13,61 +31,168 @@ from notifications import dispatch
 from notifications.models import ChannelConfig, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
+WAITING = (MessageStatus.QUEUED, MessageStatus.RETRYING)
+BROKER_MARKER_KEY = "cmms:outbox:broker-marker"
 
 
 def relay(now=None):
     now = now or timezone.now()
     cfg = settings.DELIVERY
+    lost_since = broker_lost_its_data()
+    broker_reset = forget_lost_publishes(lost_since) if lost_since else 0
     reclaimed = reclaim_expired_leases(now)
-    due = (
-        MessageLog.objects.filter(status__in=(MessageStatus.QUEUED, MessageStatus.RETRYING))
-        .filter(
-            Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
-            | Q(published_at__isnull=False, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]))
+    waiting = MessageLog.objects.filter(status__in=WAITING)
+    stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
+    idle = [
+        channel
+        for channel in waiting.filter(stale).values_list("channel_type", flat=True).distinct().order_by()
+        if queue_backlog(dispatch.queue_for(channel)) == 0
+    ]
+    due = waiting.filter(
+        # Never published: give the producer's own publish a moment first.
+        Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
+        | Q(published_at__isnull=True, pk__in=reclaimed)
+        # Published a while ago, due, still waiting, and its queue is empty: lost.
+        | (stale & Q(channel_type__in=idle))
+        # Published long ago: lost even though the queue has a backlog.
+        | Q(
+            published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_BACKLOG_AFTER_S"]),
+            next_attempt_at__lte=now,
         )
-        .order_by("next_attempt_at")
-        .values_list("pk", "channel_type")[: cfg["RELAY_BATCH"]]
     )
-    due = list(due)
-    published = dispatch.publish(due, fanout=False) if due else 0
-    if due or reclaimed:
-        logger.info("Relay: %d due, %d published, %d lease(s) reclaimed", len(due), published, reclaimed)
-    return {"due": len(due), "published": published, "reclaimed": reclaimed}
+    rows = take(due, now, cfg["RELAY_BATCH"])
+    published = dispatch.send(rows) if rows else []
+    if len(published) < len(rows):  # the broker failed part way: the next run retries the rest
+        MessageLog.objects.filter(pk__in={pk for pk, _c in rows} - set(published)).update(published_at=None)
+    if rows or reclaimed or broker_reset:
+        logger.info(
+            "Relay: %d due, %d published, %d lease(s) reclaimed, %d reset after a broker data loss",
+            len(rows), len(published), len(reclaimed), broker_reset,
+        )
+    return {"due": len(rows), "published": len(published), "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+
+
+def take(due, now, batch):
+    """Mark the due rows published before publishing them, in one short
+    transaction that skips rows another relay run holds: relay runs that piled
+    up while workers were down, then run at once, publish each row once."""
+    with transaction.atomic():
+        due = due.select_for_update(skip_locked=True).order_by("next_attempt_at")
+        rows = list(due.values_list("pk", "channel_type")[:batch])
+        if rows:
+            MessageLog.objects.filter(pk__in=[pk for pk, _c in rows]).update(published_at=now)
+    return rows
+
+
+def broker_client():
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=1)
+
+
+def queue_backlog(queue):
+    """Tasks waiting in a broker queue (not counting those a worker holds);
+    None when the broker cannot tell."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    try:
+        with current_app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError as exc:
+        if "NOT_FOUND" in str(exc):  # never declared on this broker (or it lost its data): empty
+            return 0
+        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any broker error means "unknown"
+        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
+        return None
+
+
+def broker_lost_its_data():
+    """When the broker lost its queues, the time it came back (else None).
+
+    A marker key lives next to the queues: if Redis comes back without it, it
+    came back without the queued tasks too (with persistence, AOF, both
+    survive a restart and nothing is republished). The marker is set again at
+    once. Redis' uptime says since when the current data set exists: tasks
+    published after that are in it. On a fresh broker, the first run finds no
+    marker either; the uptime keeps it from republishing what is queued."""
+    try:
+        client = broker_client()
+        try:
+            if not client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True):
+                return None
+            uptime = int(client.info("server").get("uptime_in_seconds", 0))
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        logger.warning("Relay: cannot check the broker marker (%s)", exc)
+        return None
+    return timezone.now() - timedelta(seconds=uptime + 1)
+
+
+def forget_lost_publishes(lost_since):
+    """Waiting rows published before the broker lost its data: mark them
+    unpublished so this run publishes them again."""
+    reset = MessageLog.objects.filter(status__in=WAITING, published_at__lt=lost_since).update(published_at=None)
+    if reset:
+        logger.warning("Relay: the broker lost its data; %d waiting message(s) will be published again.", reset)
+    return reset
 
 
 def reclaim_expired_leases(now):
-    """A row SENDING past its lease belongs to a worker that died mid-send. The
-    provider may have received it, so it is flagged as a possible duplicate."""
+    """A row SENDING past its lease belongs to a worker that died mid-attempt.
+    The provider may have received it, so it is flagged as a possible
+    duplicate. Returns the ids handed out again."""
     expired = MessageLog.objects.filter(status=MessageStatus.SENDING, lease_expires_at__lt=now)
-    reason = _("The worker stopped during the attempt (lease expired); retrying.")
-    out_of_attempts = expired.filter(attempts__gte=settings.DELIVERY["MAX_ATTEMPTS"]).update(
+    reason = _("The worker stopped during the attempt (lease expired).")
+    expired.filter(attempts__gte=settings.DELIVERY["MAX_ATTEMPTS"]).update(
         status=MessageStatus.FAILED, failed_at=now, last_error=reason, lease_expires_at=None,
         possible_duplicate=True, updated_at=now,
     )
-    retried = expired.update(
+    ids = list(expired.values_list("pk", flat=True)[: settings.DELIVERY["RELAY_BATCH"]])
+    if not ids:
+        return []
+    # The status and lease are checked again: a slow worker may finish meanwhile.
+    MessageLog.objects.filter(pk__in=ids, status=MessageStatus.SENDING, lease_expires_at__lt=now).update(
         status=MessageStatus.RETRYING, next_attempt_at=now, published_at=None, last_error=reason,
         lease_expires_at=None, possible_duplicate=True, updated_at=now,
     )
-    return out_of_attempts + retried
+    return ids
 
 
 def refresh_channel_stats():
-    """Counters derived from MessageLog in one aggregate query, instead of a
-    shared row that every worker increments."""
+    """Counters derived from MessageLog, instead of a shared row that every
+    worker increments (which would serialize them on one row lock).
+
+    Two grouped queries served by indexes: (channel_type, status) for the
+    counts, (channel_type, sent_at) for the last use."""
     now = timezone.now()
-    stats = MessageLog.objects.values("channel_type").annotate(
-        sent=Count("pk", filter=Q(status=MessageStatus.SENT)),
-        failed=Count("pk", filter=Q(status=MessageStatus.FAILED)),
-        last=Max("sent_at"),
-    ).order_by()
-    for row in stats:
+    counts = {}
+    for row in (
+        MessageLog.objects.filter(status__in=(MessageStatus.SENT, MessageStatus.FAILED))
+        .values("channel_type", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        counts.setdefault(row["channel_type"], {"sent": 0, "failed": 0})[row["status"].lower()] = row["n"]
+    last_used = dict(
+        MessageLog.objects.filter(sent_at__isnull=False)
+        .values("channel_type")
+        .annotate(last=Max("sent_at"))
+        .order_by()
+        .values_list("channel_type", "last")
+    )
+    for channel_type in set(counts) | set(last_used) | set(
+        ChannelConfig.objects.values_list("channel_type", flat=True)
+    ):
+        stats = counts.get(channel_type, {"sent": 0, "failed": 0})
         ChannelConfig.objects.update_or_create(
-            channel_type=row["channel_type"],
+            channel_type=channel_type,
             defaults={
-                "messages_sent": row["sent"],
-                "messages_failed": row["failed"],
-                "last_used_at": row["last"],
+                "messages_sent": stats["sent"],
+                "messages_failed": stats["failed"],
+                "last_used_at": last_used.get(channel_type),
                 "stats_updated_at": now,
             },
         )
-    return {row["channel_type"]: {"sent": row["sent"], "failed": row["failed"]} for row in stats}
+    return counts

@@ -1,11 +1,332 @@
-"""Cluster-wide rate limits for providers (placeholder: no pacing yet)."""
+"""Provider rate limits shared by every worker process, kept in Redis.
+
+Celery's ``rate_limit`` counts per worker process; Telegram's limits count
+per bot (about 30 messages/s), per chat (about 1/s, short bursts tolerated)
+and per group (20/min). So the pace is decided here, in one Lua script run by
+Redis over every scope that applies to a message (GCRA: each scope keeps a
+"theoretical arrival time"; a send reserves the earliest instant that all
+scopes allow and returns how long to wait for it). Sends are paced to stay
+under the limits rather than fired and retried on 429.
+
+Waits: a worker thread sleeps a short one (the bot's next slot, up to a
+few seconds in a broadcast). A long one (a busy chat at 1/s, a group at
+20/min) raises ``RateLimited``: the message takes the next place in that
+chat's queue of waiting messages, reserves nothing in the bot's schedule,
+and the delivery code puts the row back with ``next_attempt_at`` at that
+place (no attempt counted). Threads are never parked on one chat, and a
+chat's waiting messages come back one per interval.
+
+A 429 that still comes (the bot is shared with another system) stores a
+"blocked until" per scope in Redis; every reservation and every thread that
+wakes up from a wait honours it, in any process.
+
+Redis unreachable or hung: ``LimiterUnavailable`` after a short socket
+timeout. Delivery fails closed: nothing is sent without the limiter, the row
+waits in the database (no attempt counted) and goes out once Redis is back.
+"""
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+KEY_PREFIX = "cmms:rl"
+_DEFAULT_MAX_SLEEP_S = 2.0
+
+# KEYS: per scope, its TAT key then its blocked-until key.
+# ARGV: per scope, interval_us, tolerance_us, max_wait_us, shared (1: the
+# account, which every message shares).
+# Reserves the earliest instant all scopes allow, unless a scope would wait
+# longer than its max_wait, or the wait comes from a recipient's scope and
+# would leave a hole in the account's schedule (reserving the account at a
+# chat's later slot would hold up every other chat until then).
+# Returns {reserved (0/1), wait_us, index of the scope that sets the wait,
+# the reserved instant in Redis time (us)}.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS / 2
+local tats, wait, worst, over = {}, 0, 0, false
+local shared_wait, shared_interval = nil, 0
+for i = 1, n do
+  local interval = tonumber(ARGV[4 * i - 3])
+  local tolerance = tonumber(ARGV[4 * i - 2])
+  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  local w = tat - tolerance - now
+  local blocked = tonumber(redis.call('GET', KEYS[2 * i]) or '0') - now
+  if blocked > w then w = blocked end
+  if w > tonumber(ARGV[4 * i - 1]) then over = true end
+  if ARGV[4 * i] == '1' then
+    shared_wait = math.max(w, 0)
+    shared_interval = interval
+  end
+  if w > wait then wait = w; worst = i end
+end
+if over or (shared_interval > 0 and wait - shared_wait > shared_interval) then
+  return {0, wait, worst, 0}
+end
+local at = now + wait
+for i = 1, n do
+  local tat = math.max(tats[i], at) + tonumber(ARGV[4 * i - 3])
+  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+return {1, wait, worst, at}
+"""
+
+# A message that cannot go soon because of a recipient's own pace takes the
+# next free slot in that recipient's queue of waiting messages, and goes
+# back to the database until then: 20 messages to one chat come back one per
+# interval instead of all at once, and no worker thread waits for them.
+# KEYS: the scope's TAT key, blocked-until key, queue key.
+# ARGV: interval_us, tolerance_us. Returns the wait until the slot (us).
+_QUEUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local earliest = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[2])
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+local slot = math.max(now, earliest, blocked, tonumber(redis.call('GET', KEYS[3]) or '0'))
+local following = slot + interval
+redis.call('SET', KEYS[3], string.format('%.0f', following), 'PX', math.ceil((following - now) / 1000) + 1000)
+return slot - now
+"""
+
+# KEYS: blocked-until keys. Returns {longest remaining block in us, its index}.
+_BLOCKED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait, worst = 0, 0
+for i = 1, #KEYS do
+  local w = tonumber(redis.call('GET', KEYS[i]) or '0') - now
+  if w > wait then wait = w; worst = i end
+end
+return {wait, worst}
+"""
+
+# KEYS[1] the recipient's blocked key, KEYS[2] the account's, KEYS[3] the
+# account's "last 429" marker. ARGV: retry_after_us, recipient, mode.
+# Returns the name of the scope blocked.
+_BLOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ra = tonumber(ARGV[1])
+local untl = now + ra
+local ttl = math.ceil(ra / 1000) + 1000
+local function block(key)
+  local current = tonumber(redis.call('GET', key) or '0')
+  if untl > current then redis.call('SET', key, string.format('%.0f', untl), 'PX', ttl) end
+end
+local mode = ARGV[3]
+if mode == 'account' then
+  block(KEYS[2])
+  return 'account'
+end
+block(KEYS[1])
+if mode == 'auto' then
+  local last = redis.call('GET', KEYS[3])
+  redis.call('SET', KEYS[3], ARGV[2], 'PX', ttl)
+  if last and last ~= ARGV[2] then
+    block(KEYS[2])
+    return 'account'
+  end
+end
+return 'recipient'
+"""
 
 
-def acquire(channel_type, address):
-    """Block until sending one message on ``channel_type`` to ``address`` is
-    within every limit that applies. Returns the seconds waited."""
-    return 0.0
+class RateLimited(Exception):
+    """The wait is too long to sleep: put the message back for ``wait_s``."""
+
+    def __init__(self, wait_s, scope):
+        super().__init__(f"rate limit of scope {scope!r}: wait {wait_s:.2f} s")
+        self.wait_s = wait_s
+        self.scope = scope
 
 
-def note_retry_after(channel_type, address, seconds):
-    """A provider answered 429: hold the scope for ``seconds``."""
+class LimiterUnavailable(Exception):
+    """Redis (the limiter's shared state) could not be reached in time."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    name: str
+    key: str
+    interval_s: float
+    burst: int
+    max_sleep_s: float
+
+    @property
+    def blocked_key(self):
+        return f"{self.key}:blocked"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reserved: bool
+    wait_s: float
+    scope: str  # the scope that set the wait
+    at: float  # the instant reserved (Redis clock, epoch seconds)
+
+
+_client = None
+_client_lock = threading.Lock()
+_scripts = {}
+
+
+def client():
+    global _client
+    with _client_lock:
+        if _client is None:
+            timeout = settings.RATE_LIMIT["SOCKET_TIMEOUT_S"]
+            _client = redis.Redis.from_url(
+                settings.RATE_LIMIT["REDIS_URL"],
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                health_check_interval=0,
+            )
+            _scripts.clear()
+            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("block", _BLOCK), ("queue", _QUEUE)):
+                _scripts[name] = _client.register_script(source)
+        return _client
+
+
+def reset():
+    """Forget the Redis client (tests point settings at another Redis)."""
+    global _client
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+def _run(script, keys, args=()):
+    client()
+    try:
+        return _scripts[script](keys=keys, args=args)
+    except redis.RedisError as exc:
+        raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+
+def account_tag(account):
+    """The account part of a key: a Telegram bot's numeric id, never its token."""
+    account = str(account or "")
+    head, _sep, _secret = account.partition(":")
+    if head.isdigit():
+        return head
+    return hashlib.sha256(account.encode()).hexdigest()[:16]
+
+
+def is_group(channel_type, address):
+    return channel_type == "TELEGRAM" and str(address).startswith("-")
+
+
+def scopes_for(channel_type, address, account=""):
+    limits = settings.RATE_LIMITS.get(channel_type) or {}
+    tag = account_tag(account)
+    wanted = [("account", f"{KEY_PREFIX}:{channel_type}:{tag}")]
+    wanted.append(("recipient", f"{KEY_PREFIX}:{channel_type}:{tag}:chat:{address}"))
+    if is_group(channel_type, address):
+        wanted.append(("group", f"{KEY_PREFIX}:{channel_type}:{tag}:group:{address}"))
+    if not any(limits.values()):
+        return []
+    scopes = []
+    for name, key in wanted:
+        limit = limits.get(name)
+        if limit and limit["limit"] > 0:
+            scopes.append(
+                Scope(name, key, limit["period_s"] / limit["limit"], max(int(limit["burst"]), 1), limit["max_sleep_s"])
+            )
+        else:  # no pace of its own, but a 429 can still block it
+            scopes.append(Scope(name, key, 0.0, 1, _DEFAULT_MAX_SLEEP_S))
+    return scopes
+
+
+def reserve(scopes, cost=1):
+    """One reservation over ``scopes``: a Reservation (``reserved`` False when
+    a scope's wait is longer than its max_sleep_s: nothing was taken)."""
+    keys, args = [], []
+    for scope in scopes:
+        # Rounded up: 30/s must never fit 31 sends in one second.
+        interval_us = math.ceil(scope.interval_s * cost * 1e6)
+        tolerance_us = math.floor(scope.interval_s * (scope.burst - 1) * 1e6)
+        keys += [scope.key, scope.blocked_key]
+        args += [interval_us, tolerance_us, round(scope.max_sleep_s * 1e6), int(scope.name == "account")]
+    reserved, wait_us, worst, at_us = _run("reserve", keys, args)
+    return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6)
+
+
+def queue_slot(scope):
+    """Seconds until this message's place in the scope's queue of waiting messages."""
+    wait_us = _run("queue", [scope.key, scope.blocked_key, f"{scope.key}:queue"],
+                   [math.ceil(scope.interval_s * 1e6), math.floor(scope.interval_s * (scope.burst - 1) * 1e6)])
+    return wait_us / 1e6
+
+
+def blocked_for(scopes):
+    """Seconds until every 429 block on ``scopes`` has expired, and the scope."""
+    wait_us, worst = _run("blocked", [s.blocked_key for s in scopes])
+    return wait_us / 1e6, scopes[worst - 1].name if worst else ""
+
+
+def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
+    """Wait until sending ``cost`` messages on ``channel_type`` to ``address``
+    is within every limit that applies, and take them. Returns the seconds
+    slept. Raises RateLimited when the wait is too long to sleep, and
+    LimiterUnavailable when Redis cannot be reached."""
+    scopes = scopes_for(channel_type, address, account)
+    if not scopes:
+        return 0.0
+    budget = {s.name: s.max_sleep_s for s in scopes}
+    slept = 0.0
+    while True:
+        slot = reserve(scopes, cost)
+        if not slot.reserved:
+            if slot.wait_s > 0 and slept + slot.wait_s <= budget.get(slot.scope, 0):
+                # A recipient's own pace, and short: sleep without holding an
+                # account slot, then compete for the chat's next slot again.
+                sleep(slot.wait_s)
+                slept += slot.wait_s
+                continue
+            scope = next((s for s in scopes if s.name == slot.scope), None)
+            if scope is None or scope.name == "account":
+                raise RateLimited(slot.wait_s, slot.scope)
+            raise RateLimited(queue_slot(scope), scope.name)
+        if slot.wait_s <= 0:
+            return slept
+        sleep(slot.wait_s)
+        slept += slot.wait_s
+        # A 429 may have arrived for one of these scopes while we slept: honour it.
+        blocked, scope = blocked_for(scopes)
+        if blocked <= 0:
+            return slept
+        if slept + blocked > budget.get(scope, 0):
+            raise RateLimited(blocked, scope)
+        sleep(blocked)
+        slept += blocked
+
+
+def note_retry_after(channel_type, address, seconds, account=""):
+    """A provider answered 429 with ``retry_after``: block the scope for that
+    long in every process. Returns the scope blocked, or "" when Redis is
+    unreachable (the row's own next_attempt_at still honours retry_after)."""
+    scopes = {s.name: s for s in scopes_for(channel_type, address, account)}
+    if not scopes:
+        return ""
+    keys = [scopes["recipient"].blocked_key, scopes["account"].blocked_key, f"{scopes['account'].key}:last429"]
+    mode = settings.RATE_LIMIT["RETRY_AFTER_SCOPE"]
+    try:
+        scope = _run("block", keys, [round(float(seconds) * 1e6), str(address), mode])
+    except LimiterUnavailable as exc:
+        logger.warning("Could not store retry_after %s s for %s (%s)", seconds, channel_type, exc)
+        return ""
+    scope = scope.decode() if isinstance(scope, bytes) else scope
+    logger.warning("%s answered 429: scope %s of %s blocked for %s s", channel_type, scope, address, seconds)
+    return scope

@@ -16,7 +16,7 @@ def publish_messages(messages):
     """Fan-out for large batches: publish one deliver_message per [id, channel]."""
     from notifications import dispatch
 
-    return dispatch.publish([tuple(m) for m in messages], fanout=False)
+    return dispatch.publish([tuple(m) for m in messages], fanout=False, timeout=None)
 
 
 @shared_task(name="workers.relay_outbox")

@@ -1,0 +1,120 @@
+"""Producers publish after commit, bounded in time, whatever the broker does.
+
+Each test has its own redis-server, which it stops (refuses connections) or
+SIGSTOPs (accepts them and never answers). The guarantee measured here is
+the issue's: a producer call never blocks more than 2 s and never raises;
+the rows stay QUEUED for the relay.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from notifications import dispatch
+from notifications.message_router import MessageRouter
+from notifications.models import MessageLog
+from tests.conftest import point_broker_at
+from tests.factories import make_user
+from tests.support.processes import RedisServer
+from workers import outbox
+
+PRODUCER_BUDGET_S = 2.0
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def broker(redis_server, settings):
+    server = RedisServer().start()
+    point_broker_at(server.url)
+    settings.DELIVERY = {**settings.DELIVERY, "RELAY_UNPUBLISHED_AFTER_S": 0}
+    yield server
+    if server.proc:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    server.close()
+    point_broker_at(redis_server.url)
+
+
+def queue_length(server, queue="telegram"):
+    import redis
+
+    return redis.Redis(port=server.port).llen(queue)
+
+
+def produce(user, n=1):
+    """One producer call as application code makes it: in a transaction."""
+    start = time.monotonic()
+    with transaction.atomic():
+        for i in range(n):
+            MessageRouter().send_to_user(user, "OT-1", f"Orden asignada {i}", message_type="work_order_assigned")
+    return time.monotonic() - start
+
+
+def test_a_healthy_broker_gets_the_task_and_the_row_is_marked_published(broker):
+    user = make_user(telegram=42)
+    produce(user)
+    log = MessageLog.objects.get()
+    assert log.status == "QUEUED" and log.published_at is not None
+    assert queue_length(broker) == 1
+
+
+def test_redis_stopped_the_producer_returns_at_once_and_the_relay_publishes_later(broker):
+    user = make_user(telegram=42)
+    broker.stop()
+    assert produce(user) < PRODUCER_BUDGET_S
+    log = MessageLog.objects.get()
+    assert log.status == "QUEUED" and log.published_at is None
+    broker.start()
+    dispatch.reset_breaker()
+    assert outbox.relay()["published"] == 1
+    assert queue_length(broker) == 1
+
+
+def test_redis_hung_the_producer_gives_up_within_the_budget(broker):
+    user = make_user(telegram=42)
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    assert produce(user) < PRODUCER_BUDGET_S
+    assert MessageLog.objects.get().published_at is None
+    assert produce(user) < 0.5  # the breaker: the next call does not wait again
+    os.kill(broker.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("fault", ["stopped", "hung"])
+def test_a_burst_of_producers_during_an_outage_never_blocks_nor_raises(broker, fault):
+    users = [make_user(telegram=100 + i) for i in range(12)]
+    if fault == "stopped":
+        broker.stop()
+    else:
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+    durations, errors = [], []
+
+    def producer(user):
+        try:
+            for _ in range(3):
+                durations.append(produce(user))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=producer, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(durations) == 36 and max(durations) < PRODUCER_BUDGET_S
+    assert MessageLog.objects.filter(status="QUEUED").count() == 36
+
+
+def test_a_broadcast_publishes_a_few_fanout_tasks_not_one_per_message(broker):
+    for i in range(120):
+        make_user(telegram=1000 + i)
+    with transaction.atomic():
+        stats = MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Mantenimiento general mañana")
+    assert stats == {"total": 120, "success": 120, "failed": 0}
+    assert queue_length(broker, "default") == 1 and queue_length(broker) == 0

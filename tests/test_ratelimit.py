@@ -1,0 +1,217 @@
+"""The shared rate limiter against a real (private) Redis.
+
+Waits are read from the reservations Redis computes (its own clock), not
+measured, so these tests do not depend on how fast this machine is.
+"""
+
+import itertools
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from cmms.settings import env_rate
+from tests.support.processes import RedisServer, free_port
+
+BOT = "123456"
+
+
+def limits(**scopes):
+    """RATE_LIMITS for TELEGRAM from {scope: (limit, period_s, burst, max_sleep_s)}."""
+    return {
+        "TELEGRAM": {
+            name: {"limit": v[0], "period_s": v[1], "burst": v[2], "max_sleep_s": v[3]} if v else None
+            for name, v in scopes.items()
+        }
+    }
+
+
+@pytest.fixture
+def telegram_limits(settings, limiter):
+    def configure(**scopes):
+        settings.RATE_LIMITS = limits(**scopes)
+
+    configure(account=(30, 1, 1, 5), recipient=(1, 1, 1, 2), group=(20, 60, 1, 3))
+    return configure
+
+
+def test_reservations_from_many_threads_are_one_interval_apart(limiter, telegram_limits):
+    telegram_limits(account=(30, 1, 1, 10), recipient=None, group=None)
+    slots = []
+
+    def producer(n):
+        for i in range(15):
+            slot = limiter.reserve(limiter.scopes_for("TELEGRAM", f"{n}{i}", BOT))
+            assert slot.reserved
+            slots.append(slot.at)
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slots.sort()
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert len(slots) == 120
+    assert min(gaps) >= 1 / 30 - 1e-5
+    # never more than 30 in any one-second window
+    assert max(sum(1 for s in slots if start <= s < start + 1) for start in slots) <= 30
+
+
+def test_a_burst_goes_at_once_then_the_pace_applies(limiter, telegram_limits):
+    telegram_limits(account=None, recipient=(1, 1, 3, 10), group=None)
+    scopes = limiter.scopes_for("TELEGRAM", "42", BOT)
+    waits = [limiter.reserve(scopes).wait_s for _ in range(5)]
+    assert waits[:3] == [0, 0, 0]
+    assert 0.9 < waits[3] <= 1.0
+    assert 1.9 < waits[4] <= 2.0
+
+
+def test_a_wait_longer_than_max_sleep_reserves_nothing(limiter, telegram_limits):
+    telegram_limits(account=None, recipient=None, group=(20, 60, 1, 3))
+    scopes = limiter.scopes_for("TELEGRAM", "-1001", BOT)  # a group: 20/min
+    assert limiter.reserve(scopes).wait_s == 0
+    assert limiter.reserve(scopes).reserved  # 3 s: still sleepable
+    third, fourth = limiter.reserve(scopes), limiter.reserve(scopes)
+    assert not third.reserved and third.scope == "group" and 5.9 < third.wait_s <= 6.0
+    assert not fourth.reserved and 5.9 < fourth.wait_s <= 6.0  # the third took nothing
+
+
+def test_a_chat_waiting_for_its_own_pace_does_not_hold_up_the_bot(limiter, telegram_limits):
+    assert limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT)).wait_s == 0
+    busy = limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
+    assert not busy.reserved and busy.scope == "recipient" and 0.9 < busy.wait_s <= 1.0
+    other = limiter.reserve(limiter.scopes_for("TELEGRAM", "43", BOT))
+    assert other.reserved and other.wait_s < 0.1  # the next account slot, not the chat's
+
+
+def test_scopes_follow_the_address_and_keys_carry_no_secret(limiter, telegram_limits):
+    assert [s.name for s in limiter.scopes_for("TELEGRAM", "42", BOT)] == ["account", "recipient"]
+    assert [s.name for s in limiter.scopes_for("TELEGRAM", "-100123", BOT)] == ["account", "recipient", "group"]
+    assert limiter.account_tag("987:AAsecret-token") == "987"
+    assert "secret" not in limiter.account_tag("not-a-telegram-secret")
+    assert limiter.scopes_for("EMAIL", "a@example.com", "x") == []
+
+
+def test_a_thread_sleeps_at_most_max_sleep_on_a_busy_chat_then_gives_the_row_back(limiter, telegram_limits):
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+    naps = []
+    with pytest.raises(limiter.RateLimited) as busy:
+        limiter.acquire("TELEGRAM", "42", BOT, sleep=naps.append)  # time stands still
+    assert busy.value.scope == "recipient" and 0.9 < busy.value.wait_s <= 1.0
+    assert 1.8 < sum(naps) <= 2.0  # the recipient's max_sleep_s
+    assert limiter.acquire("TELEGRAM", "43", BOT) < 0.1
+
+
+def test_messages_for_a_busy_chat_are_given_successive_slots_to_come_back_at(limiter, telegram_limits):
+    telegram_limits(account=None, recipient=(1, 1, 2, 0.5), group=None)
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0  # the burst of two
+    waits = []
+    for _ in range(4):
+        with pytest.raises(limiter.RateLimited) as later:
+            limiter.acquire("TELEGRAM", "42", BOT)
+        waits.append(later.value.wait_s)
+        assert later.value.scope == "recipient"
+    assert [round(w) for w in waits] == [1, 2, 3, 4]  # one per second, in arrival order
+
+
+def test_retry_after_blocks_that_chat_for_every_process(limiter, telegram_limits):
+    assert limiter.note_retry_after("TELEGRAM", "42", 30, BOT) == "recipient"
+    limiter.reset()  # a new client, as in another worker process
+    with pytest.raises(limiter.RateLimited) as blocked:
+        limiter.acquire("TELEGRAM", "42", BOT)
+    assert blocked.value.scope == "recipient" and 29 < blocked.value.wait_s <= 30
+    assert limiter.acquire("TELEGRAM", "43", BOT) == 0  # a 429 for one chat does not stall the others
+
+
+def test_429s_for_two_chats_block_the_whole_bot(limiter, telegram_limits):
+    assert limiter.note_retry_after("TELEGRAM", "42", 30, BOT) == "recipient"
+    assert limiter.note_retry_after("TELEGRAM", "43", 30, BOT) == "account"
+    with pytest.raises(limiter.RateLimited) as blocked:
+        limiter.acquire("TELEGRAM", "44", BOT)
+    assert blocked.value.scope == "account"
+
+
+def test_retry_after_scope_recipient_never_blocks_the_bot(limiter, telegram_limits, settings):
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "RETRY_AFTER_SCOPE": "recipient"}
+    limiter.note_retry_after("TELEGRAM", "42", 30, BOT)
+    assert limiter.note_retry_after("TELEGRAM", "43", 30, BOT) == "recipient"
+    assert limiter.acquire("TELEGRAM", "44", BOT) == 0
+
+
+def test_a_block_set_while_a_thread_sleeps_is_honoured_when_it_wakes(limiter, telegram_limits):
+    limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
+    calls = []
+
+    def sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == 1:  # another process gets a 429 for this chat meanwhile
+            limiter.note_retry_after("TELEGRAM", "42", 60, BOT)
+
+    with pytest.raises(limiter.RateLimited) as blocked:
+        limiter.acquire("TELEGRAM", "42", BOT, sleep=sleep)
+    assert len(calls) == 1 and 0.9 < calls[0] <= 1.0
+    assert blocked.value.scope == "recipient" and blocked.value.wait_s > 59
+
+
+def test_a_short_block_found_on_waking_is_slept_then_reserved_again(limiter, telegram_limits):
+    telegram_limits(account=(30, 1, 1, 5), recipient=(5, 1, 1, 2), group=None)
+    limiter.reserve(limiter.scopes_for("TELEGRAM", "42", BOT))
+    naps = []
+
+    def sleep(seconds):
+        naps.append(seconds)
+        if len(naps) == 1:
+            limiter.note_retry_after("TELEGRAM", "42", 0.3, BOT)
+        time.sleep(seconds)
+
+    limiter.acquire("TELEGRAM", "42", BOT, sleep=sleep)
+    assert len(naps) == 2  # the chat's pace, then the rest of the block
+    assert limiter.blocked_for(limiter.scopes_for("TELEGRAM", "42", BOT))[0] == 0  # not sent before it expired
+
+
+def test_redis_down_raises_limiter_unavailable(limiter, telegram_limits, settings):
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    limiter.reset()
+    with pytest.raises(limiter.LimiterUnavailable):
+        limiter.acquire("TELEGRAM", "42", BOT)
+    assert limiter.note_retry_after("TELEGRAM", "42", 5, BOT) == ""  # logged, not raised
+
+
+def test_hung_redis_raises_limiter_unavailable_after_the_socket_timeout(limiter, telegram_limits, settings):
+    server = RedisServer().start()
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": server.url, "SOCKET_TIMEOUT_S": 0.2}
+    limiter.reset()
+    try:
+        assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        with pytest.raises(limiter.LimiterUnavailable):
+            limiter.acquire("TELEGRAM", "43", BOT)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        limiter.reset()
+        server.close()
+
+
+def test_redis_restarted_with_its_scripts_flushed_still_works(limiter, telegram_limits):
+    assert limiter.acquire("TELEGRAM", "42", BOT) == 0
+    limiter.client().script_flush()
+    assert limiter.reserve(limiter.scopes_for("TELEGRAM", "43", BOT)).reserved
+
+
+def test_a_channel_without_limits_never_needs_redis(limiter, settings):
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    limiter.reset()
+    assert limiter.acquire("EMAIL", "a@example.com", "acct") == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("30/s", (30.0, 1.0)), ("20/min", (20.0, 60.0)), ("1000/h", (1000.0, 3600.0)), ("5", (5.0, 1.0)), ("off", None)],
+)
+def test_rates_are_read_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("RATE_LIMIT_TEST", value)
+    assert env_rate("RATE_LIMIT_TEST", "1/s") == expected
