@@ -308,7 +308,10 @@ class Bench:
             for worker in started:
                 worker.kill(hard=True)
                 worker.stop()
-                worker.log_path.unlink(missing_ok=True)
+                if os.environ.get("BENCH_KEEP_LOGS"):
+                    self.log(f"worker log: {worker.log_path}")
+                else:
+                    worker.log_path.unlink(missing_ok=True)
 
     def population(self, role, count, chat_base):
         """``count`` active users with ``role``, each with a Telegram chat of
