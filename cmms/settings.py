@@ -145,7 +145,10 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# A "task-sent" event doubles the Redis work of every publish (~40% of a
+# producer's and a fan-out's CPU per task, docs/benchmarks.md). Flower still
+# shows each task from "received" on, and MessageLog shows what is QUEUED.
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)
 # Producers must never hang on a dead broker: connect fast, fail fast, and let
 # the outbox relay publish the row later (see notifications.dispatch).
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 1.0)

@@ -1,0 +1,59 @@
+"""What each scenario writes, and the goals from the issue. Pure data: the
+smoke test imports it without setting up Django."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Goal:
+    op: str  # "<=" or ">="
+    target: float
+
+    def met(self, value):
+        return value <= self.target if self.op == "<=" else value >= self.target
+
+    def __str__(self):
+        return f"{self.op} {self.target:g}"
+
+
+# scenario -> the keys it must write (baselines and extras may come on top).
+SCENARIO_KEYS = {
+    "producer": ("producer_p50_ms", "producer_p99_ms", "producer_slow_over_fast"),
+    "pipeline": ("pipeline_msgs_per_s", "raw_http_msgs_per_s", "pipeline_over_raw_http"),
+    "ratelimit": ("ratelimit_efficiency", "ratelimit_429"),
+    "broadcast": ("broadcast_10k_return_s", "broadcast_10k_all_queued_s"),
+    "latency": ("e2e_p50_ms", "e2e_p99_ms"),
+    "memory": ("worker_rss_mb",),
+}
+
+GOALS = {
+    "producer_slow_over_fast": Goal("<=", 1.1),
+    "pipeline_over_raw_http": Goal(">=", 0.5),
+    "ratelimit_efficiency": Goal(">=", 0.95),
+    "ratelimit_429": Goal("<=", 0),
+    "broadcast_10k_return_s": Goal("<=", 1.0),
+    "e2e_p50_ms": Goal("<=", 20),
+    "e2e_p99_ms": Goal("<=", 100),
+}
+
+# Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
+# The pipeline broadcasts to every OPERATOR, so pipeline_messages must be at
+# least the producer's (warmup + producer_calls) and latency_samples + 1 users.
+SIZES = {
+    "tiny": {
+        "producer_calls": 15, "warmup": 3,
+        "pipeline_messages": 60, "pipeline_rounds": 1,
+        "ratelimit_chats": 40,
+        "broadcast_users": 300,
+        "latency_samples": 10,
+        "memory_messages": 300,
+    },
+    "full": {
+        "producer_calls": 600, "warmup": 20,
+        "pipeline_messages": 2000, "pipeline_rounds": 3,
+        "ratelimit_chats": 600,
+        "broadcast_users": 10_000,
+        "latency_samples": 300,
+        "memory_messages": 10_000,
+    },
+}

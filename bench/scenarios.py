@@ -1,0 +1,363 @@
+"""The scenarios. Each takes the run's Bench and returns {key: value}; every
+figure comes with a baseline measured in the same run (these machines are
+shared and noisy), and the headline numbers are ratios or medians.
+
+Chat id ranges per population keep scenarios apart in the sandbox's records.
+"""
+
+import itertools
+import threading
+import time
+
+from .harness import cpu_seconds, median, percentile, rss_mb
+
+TITLE = "Orden de trabajo OT-12345"
+BODY = "Se te ha asignado la OT-12345: cambio de aceite del Camión <A&B>_01 en la faena Norte."
+MESSAGE_TYPE = "work_order_assigned"
+CHAT_BASE = {"OPERATOR": 1_000_000, "TECHNICIAN": 2_000_000, "SUPERVISOR": 3_000_000}
+# A limit far beyond reach: the shared limiter still runs its Redis round
+# trip for every message, as in production, but never paces the pipeline.
+LIMITER_OUT_OF_REACH = {"RATE_LIMIT_TELEGRAM_ACCOUNT": "1000000/s"}
+
+
+# -- helpers --------------------------------------------------------------------
+def _users(pks):
+    from django.contrib.auth import get_user_model
+
+    by_pk = get_user_model().objects.in_bulk(pks)
+    return [by_pk[pk] for pk in pks]
+
+
+def _wait_rows(queryset, done, timeout, interval=0.02):
+    """Poll ``queryset.count()`` until ``done(count)``; returns (count, seconds waited, finished)."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    while True:
+        count = queryset.count()
+        if done(count) or time.perf_counter() > deadline:
+            return count, time.perf_counter() - started, done(count)
+        time.sleep(interval)
+
+
+def _unfinished():
+    from notifications.models import MessageLog, MessageStatus
+
+    return MessageLog.objects.filter(status__in=(MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING))
+
+
+def _sent():
+    from notifications.models import MessageLog, MessageStatus
+
+    return MessageLog.objects.filter(status=MessageStatus.SENT)
+
+
+def _channel(bench):
+    from notifications.channels import OutgoingMessage
+    from notifications.channels.telegram import TelegramChannel
+    from tests.conftest import SANDBOX_TOKEN
+
+    return TelegramChannel(token=SANDBOX_TOKEN, api_url=bench.sandbox.url), OutgoingMessage(
+        title=TITLE, body=BODY, emoji="📋", priority="high")
+
+
+def raw_http(bench, total, threads, chats):
+    """The plain loop the pipeline is compared with: ``threads`` threads (the
+    worker's pool size), each with its own TelegramChannel (one
+    requests.Session), sending the same rendered message to the same chats;
+    no Celery, Redis or database. Returns messages per second."""
+    from notifications.channels import ChannelError
+
+    counter = itertools.count()
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+    errors = []
+
+    def run():
+        channel, outgoing = _channel(bench)
+        barrier.wait()
+        while True:
+            with lock:
+                i = next(counter)
+            if i >= total:
+                return
+            try:
+                channel.send(str(chats[i % len(chats)]), outgoing)
+            except ChannelError as exc:  # reported after the loop
+                errors.append(exc)
+
+    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"raw HTTP loop: {len(errors)} errors, first: {errors[0]}")
+    return total / elapsed
+
+
+# -- 1. producer cost -----------------------------------------------------------
+def producer(bench):
+    """send_to_user latency with the sandbox answering at once, then at 10 s.
+    Calls are paced (one every 10 ms) so that neither phase saturates the
+    CPU: the question is whether a slow provider reaches the producer."""
+    from notifications.message_router import MessageRouter
+
+    p = bench.params
+    bench.fresh()
+    # A user (a chat) per call: a chat's own limit (about 1/s) must not hold deliveries back.
+    users = _users(bench.population("OPERATOR", p["warmup"] + p["producer_calls"], CHAT_BASE["OPERATOR"]))
+    router = MessageRouter()
+
+    def timed_calls(label):
+        samples = []
+        for i in range(p["warmup"] + p["producer_calls"]):
+            started = time.perf_counter()
+            router.send_to_user(users[i % len(users)], TITLE, f"{BODY} ({label} {i})", message_type=MESSAGE_TYPE)
+            elapsed = time.perf_counter() - started
+            if i >= p["warmup"]:
+                samples.append(elapsed * 1000)
+            time.sleep(max(0.0, 0.010 - elapsed))
+        return samples
+
+    with bench.workers(profile="producer", **LIMITER_OUT_OF_REACH):
+        fast = timed_calls("fast")
+        _wait_rows(_unfinished(), lambda n: n == 0, timeout=120)
+        bench.sandbox.configure(latency_ms=10_000)
+        slow = timed_calls("slow")
+    return {
+        "producer_p50_ms": median(fast),
+        "producer_p99_ms": percentile(fast, 99),
+        "producer_slow_p50_ms": median(slow),
+        "producer_slow_p99_ms": percentile(slow, 99),
+        "producer_slow_over_fast": percentile(slow, 99) / percentile(fast, 99),
+    }
+
+
+# -- 2. pipeline throughput -----------------------------------------------------
+def pipeline(bench):
+    """Router -> broker -> worker -> sandbox until every MessageLog row is
+    SENT, against the plain HTTP loop in the same run, alternated in rounds;
+    the ratio is the median of the rounds' ratios."""
+    from notifications.message_router import MessageRouter
+
+    p = bench.params
+    pks = bench.population("OPERATOR", p["pipeline_messages"], CHAT_BASE["OPERATOR"])
+    chats = [CHAT_BASE["OPERATOR"] + i for i in range(len(pks))]
+    router = MessageRouter()
+    raw_rates, pipe_rates, ratios = [], [], []
+    worker_cpu, sandbox_cpu, raw_sandbox_cpu, raw_client_cpu = [], [], [], []
+    with bench.workers(profile="pipeline", **LIMITER_OUT_OF_REACH) as (worker,):
+        for _round in range(p["pipeline_rounds"]):
+            bench.fresh()
+            sandbox_before, client_before = cpu_seconds(bench.sandbox.pid), time.process_time()
+            raw = raw_http(bench, len(pks), bench.concurrency, chats)
+            raw_sandbox_cpu.append((cpu_seconds(bench.sandbox.pid) - sandbox_before) / len(pks) * 1000)
+            raw_client_cpu.append((time.process_time() - client_before) / len(pks) * 1000)
+            bench.fresh()
+            sandbox_before, worker_before = cpu_seconds(bench.sandbox.pid), cpu_seconds(worker.pid)
+            started = time.perf_counter()
+            result = router.broadcast_to_role("OPERATOR", TITLE, BODY, priority="high", message_type=MESSAGE_TYPE)
+            total = result["total"]
+            sent, waited, finished = _wait_rows(_sent(), lambda n, t=total: n >= t, timeout=300)
+            if not finished:
+                raise RuntimeError(f"pipeline: only {sent} of {total} messages SENT after {waited:.0f} s")
+            rate = total / (time.perf_counter() - started)
+            worker_cpu.append((cpu_seconds(worker.pid) - worker_before) / total * 1000)
+            sandbox_cpu.append((cpu_seconds(bench.sandbox.pid) - sandbox_before) / total * 1000)
+            raw_rates.append(raw)
+            pipe_rates.append(rate)
+            ratios.append(rate / raw)
+            bench.log(f"  pipeline round: {rate:.0f} msg/s vs raw HTTP {raw:.0f} msg/s ({total} messages)")
+    return {
+        "pipeline_msgs_per_s": median(pipe_rates),
+        "raw_http_msgs_per_s": median(raw_rates),
+        "pipeline_over_raw_http": median(ratios),
+        # Where the time goes: CPU per message of the worker's process tree
+        # against the plain loop's client, and of the sandbox in both.
+        "pipeline_worker_cpu_ms_per_msg": median(worker_cpu),
+        "raw_http_client_cpu_ms_per_msg": median(raw_client_cpu),
+        "pipeline_sandbox_cpu_ms_per_msg": median(sandbox_cpu),
+        "raw_http_sandbox_cpu_ms_per_msg": median(raw_sandbox_cpu),
+    }
+
+
+# -- 3. rate-limit efficiency -------------------------------------------------
+def ratelimit(bench):
+    """A broadcast to N chats with the sandbox enforcing 30/s per bot at 200 ms
+    latency, two worker processes. The rate is (n-1)/span of the sandbox's
+    received_at of the delivered messages; the baseline is the limit itself."""
+    from notifications.message_router import MessageRouter
+
+    n = bench.params["ratelimit_chats"]
+    limit = 30.0
+    bench.fresh(limits_enabled=True, bot_rate=limit, latency_ms=200)
+    base = CHAT_BASE["TECHNICIAN"]
+    bench.population("TECHNICIAN", n, base)
+    # 30/s x 0.2 s = 6 requests in flight are enough; 2 x 16 threads keep 5x that
+    # and hold fewer PostgreSQL connections on a shared server.
+    with bench.workers(count=2, concurrency=16, profile="ratelimit", RATE_LIMIT_TELEGRAM_ACCOUNT=f"{limit:g}/s"):
+        MessageRouter().broadcast_to_role("TECHNICIAN", TITLE, BODY, priority="high", message_type=MESSAGE_TYPE)
+        _wait_rows(_unfinished(), lambda left: left == 0, timeout=max(60.0, 4 * n / limit))
+    unfinished = _unfinished().count()
+    received = sorted(m["received_at"] for m in bench.sandbox.messages() if base <= int(m["chat_id"]) < base + n)
+    stats = bench.sandbox.stats()
+    rate = (len(received) - 1) / (received[-1] - received[0]) if len(received) > 1 else 0.0
+    # Diagnosis: the pace between the 5th and 95th percentile of arrivals,
+    # apart from a slow start or a tail of late (deferred) messages.
+    lo, hi = int(0.05 * (len(received) - 1)), int(0.95 * (len(received) - 1))
+    steady = (hi - lo) / (received[hi] - received[lo]) if hi > lo and received[hi] > received[lo] else 0.0
+    return {
+        "ratelimit_efficiency": rate / limit,
+        "ratelimit_429": stats.get("responses_by_status", {}).get("429", 0),
+        "ratelimit_rate_per_s": rate,
+        "ratelimit_steady_rate_per_s": steady,
+        "ratelimit_span_s": received[-1] - received[0] if received else 0.0,
+        "ratelimit_delivered": len(received) / n,
+        "ratelimit_unfinished": unfinished,
+    }
+
+
+# -- 4. broadcast fan-out -----------------------------------------------------
+def broadcast(bench):
+    """broadcast_to_role to N users: until the call returns, and until every
+    task is in the broker (published_at set on every row). The worker consumes
+    only the fan-out queue, so deliveries do not compete. Baselines: one
+    bulk_create of N equivalent rows, and publishing N tasks directly."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from notifications.message_router import MessageRouter
+    from notifications.models import MessageLog
+    from workers.tasks import deliver_message
+
+    n = bench.params["broadcast_users"]
+    bench.fresh()
+    pks = bench.population("SUPERVISOR", n, CHAT_BASE["SUPERVISOR"])
+
+    now = timezone.now()
+    rows = [MessageLog(user_id=pk, channel_type="TELEGRAM", recipient=str(pk), message_type="announcement",
+                       title=TITLE, body=BODY, created_at=now, updated_at=now, next_attempt_at=now) for pk in pks]
+    started = time.perf_counter()
+    with transaction.atomic():
+        MessageLog.objects.bulk_create(rows, batch_size=1000)
+    insert_s = time.perf_counter() - started
+    MessageLog.objects.all().delete()
+
+    with bench.workers(queues=["default"], profile="broadcast"):
+        started = time.perf_counter()
+        total = MessageRouter().broadcast_to_role("SUPERVISOR", TITLE, BODY, priority="normal")["total"]
+        return_s = time.perf_counter() - started
+        pending = MessageLog.objects.filter(published_at__isnull=True)
+        left, _waited, finished = _wait_rows(pending, lambda c: c == 0, timeout=300)
+        queued_s = time.perf_counter() - started
+        if not finished:
+            raise RuntimeError(f"broadcast: {left} of {total} rows still unpublished after {queued_s:.0f} s")
+        import redis as redis_lib
+
+        broker_len = redis_lib.Redis.from_url(bench.redis.url).llen("telegram")
+
+    bench.fresh()
+    started = time.perf_counter()
+    for pk in pks:
+        deliver_message.apply_async(args=[pk], queue="telegram")
+    publish_s = time.perf_counter() - started
+    bench.fresh()
+    return {
+        "broadcast_10k_return_s": return_s,
+        "broadcast_10k_all_queued_s": queued_s,
+        "broadcast_10k_bulk_insert_s": insert_s,
+        "broadcast_10k_direct_publish_s": publish_s,
+        "broadcast_return_over_insert": return_s / insert_s,
+        "broadcast_queued_over_direct_publish": queued_s / publish_s,
+        "broadcast_users": total,
+        "broadcast_broker_queue_len": broker_len,
+    }
+
+
+# -- 5. latency at light load -------------------------------------------------
+def latency(bench):
+    """One message at a time: from before send_to_user to the sandbox's
+    received_at (same clock: one machine). Baseline: the same HTTP call made
+    directly, one at a time, in the same run."""
+    from notifications.message_router import MessageRouter
+
+    n = bench.params["latency_samples"]
+    bench.fresh()
+    # One user (one chat) per sample, as at light load: a chat's own limit
+    # (about 1/s) must not pace the samples.
+    users = _users(bench.population("OPERATOR", n + 1, CHAT_BASE["OPERATOR"]))
+    chat = str(CHAT_BASE["OPERATOR"])
+    channel, outgoing = _channel(bench)
+    raw = []
+    for _ in range(n):
+        started = time.perf_counter()
+        channel.send(chat, outgoing)
+        raw.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.005)
+    bench.fresh()
+    router = MessageRouter()
+    sent_at = {}
+    with bench.workers(profile="latency", **LIMITER_OUT_OF_REACH):
+        router.send_to_user(users[n], TITLE, "calentamiento")  # first task: imports, connections
+        _wait_rows(_unfinished(), lambda c: c == 0, timeout=30)
+        for i in range(n):
+            sent_at[i] = time.time()
+            result = router.send_to_user(users[i], TITLE, f"muestra {i:05d}", message_type=MESSAGE_TYPE)
+            _wait_rows(_sent().filter(pk__in=result.message_ids.values()), lambda c: c == 1, timeout=30, interval=0.001)
+            time.sleep(0.02)
+    e2e = []
+    for message in bench.sandbox.messages():
+        text = message["raw_text"]
+        if "muestra " in text:
+            i = int(text.rsplit("muestra ", 1)[1][:5])
+            e2e.append((message["received_at"] - sent_at[i]) * 1000)
+    if len(e2e) != n:
+        raise RuntimeError(f"latency: {len(e2e)} of {n} samples reached the sandbox")
+    return {
+        "e2e_p50_ms": median(e2e),
+        "e2e_p99_ms": percentile(e2e, 99),
+        "raw_http_p50_ms": median(raw),
+        "raw_http_p99_ms": percentile(raw, 99),
+    }
+
+
+# -- 6. memory ----------------------------------------------------------------
+def memory(bench):
+    """Resident memory of a fresh worker's process tree after delivering N
+    messages; baseline: the same worker idle after start."""
+    from notifications.message_router import MessageRouter
+
+    n = bench.params["memory_messages"]
+    bench.fresh()
+    bench.population("SUPERVISOR", n, CHAT_BASE["SUPERVISOR"])
+    with bench.workers(profile="memory", **LIMITER_OUT_OF_REACH) as (worker,):
+        time.sleep(1.0)
+        idle = rss_mb(worker.pid)
+        total = MessageRouter().broadcast_to_role("SUPERVISOR", TITLE, BODY)["total"]
+        timeout = max(120.0, total / 20)
+        _wait_rows(_sent(), lambda c: c >= total // 2, timeout=timeout, interval=0.2)
+        half = rss_mb(worker.pid)  # growth that stops by here is warm-up, not a leak
+        sent, waited, finished = _wait_rows(_sent(), lambda c: c >= total, timeout=timeout, interval=0.2)
+        if not finished:
+            raise RuntimeError(f"memory: only {sent} of {total} messages SENT after {waited:.0f} s")
+        after = rss_mb(worker.pid)
+    return {
+        "worker_rss_mb": after,
+        "worker_rss_idle_mb": idle,
+        "worker_rss_half_mb": half,
+        "worker_rss_growth": after / idle,
+        "memory_messages": total,
+    }
+
+
+SCENARIOS = {
+    "producer": producer,
+    "pipeline": pipeline,
+    "ratelimit": ratelimit,
+    "broadcast": broadcast,
+    "latency": latency,
+    "memory": memory,
+}
