@@ -66,7 +66,7 @@ def test_a_burst_goes_at_once_then_the_pace_applies(limiter, telegram_limits):
     waits = [limiter.reserve(scopes).wait_s for _ in range(5)]
     assert waits[:3] == [0, 0, 0]
     assert 0.9 < waits[3] <= 1.0
-    assert 1.9 < waits[4] <= 2.0
+    assert waits[4] > 1.9 and waits[4] <= 2.0
 
 
 def test_a_wait_longer_than_max_sleep_reserves_nothing(limiter, telegram_limits):
@@ -101,7 +101,7 @@ def test_a_thread_sleeps_at_most_max_sleep_on_a_busy_chat_then_gives_the_row_bac
     with pytest.raises(limiter.RateLimited) as busy:
         limiter.acquire("TELEGRAM", "42", BOT, sleep=naps.append)  # time stands still
     assert busy.value.scope == "recipient" and 0.9 < busy.value.wait_s <= 1.0
-    assert 1.8 < sum(naps) <= 2.0  # the recipient's max_sleep_s
+    assert sum(naps) > 1.8 and sum(naps) <= 2.0  # the recipient's max_sleep_s
     assert limiter.acquire("TELEGRAM", "43", BOT) < 0.1
 
 

@@ -133,7 +133,8 @@ def test_a_429_for_one_chat_holds_that_chat_only(stack, sandbox):
           f"other chats done {max(m['received_at'] for m in others) - min(m['received_at'] for m in others):.1f} s "
           f"after their first")
     # The first try (two, if both of the chat's burst went at once), then it waited out retry_after.
-    assert 1 <= stats["force_429_rejections"] <= 2
+    rejections = stats["force_429_rejections"]
+    assert rejections >= 1 and rejections <= 2
     assert len(busy_received) == 4  # 3 orders and the broadcast
     assert max(m["received_at"] for m in others) < min(m["received_at"] for m in busy_received)
     assert flood_429s(sandbox) == 0
