@@ -16,7 +16,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 from django.conf import settings  # noqa: E402  (after the settings module is set)
 
-app.conf.task_queues = [Queue(settings.CELERY_DEFAULT_QUEUE_NAME)] + [
+app.conf.task_queues = [Queue(settings.CELERY_DEFAULT_QUEUE_NAME), Queue(settings.INBOUND_QUEUE_NAME)] + [
     Queue(name) for name in sorted(set(settings.NOTIFICATION_QUEUES.values()))
 ]
 app.autodiscover_tasks(["workers", "cmms", "notifications"])

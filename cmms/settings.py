@@ -131,6 +131,9 @@ NOTIFICATION_QUEUES = {
     "IN_APP": "inapp",
 }
 CELERY_DEFAULT_QUEUE_NAME = "default"
+# Inbound events (button presses, commands, delivery receipts) have their own
+# queue, so a person's press is not stuck behind a broadcast's fan-out.
+INBOUND_QUEUE_NAME = "inbound"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = "django-db"
@@ -272,6 +275,10 @@ CMMS = {
 TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
 TELEGRAM_TIMEOUT_S = env_float("TELEGRAM_TIMEOUT_S", 10.0)
+
+# Phone numbers typed without a country code (SMS, WhatsApp) are read in this
+# region (ISO 3166 code) and stored in E.164.
+PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "CL").upper()
 
 # Key for secrets stored in the database (tokens given on the command line).
 FIELD_ENCRYPTION_KEY = os.environ.get("FIELD_ENCRYPTION_KEY", "")

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import dispatch
-from .models import ChannelConfig, InAppNotification, MessageLog, MessageStatus, UserChannelPreference
+from .models import ChannelConfig, InAppNotification, InboundEvent, MessageLog, MessageStatus, UserChannelPreference
 
 
 @admin.register(ChannelConfig)
@@ -96,3 +96,20 @@ class InAppNotificationAdmin(admin.ModelAdmin):
     list_filter = ("message_type", "priority", ("read_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "body", "user__username")
     readonly_fields = ("created_at",)
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(admin.ModelAdmin):
+    """What came back from providers and people, read-only: the record of
+    every update, press and receipt, and what processing did with it."""
+
+    list_display = ("received_at", "provider", "kind", "sender", "user", "status", "outcome")
+    list_filter = ("provider", "kind", "status")
+    search_fields = ("event_id", "sender", "user__username", "outcome", "error")
+    date_hierarchy = "received_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

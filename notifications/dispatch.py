@@ -108,6 +108,27 @@ def _send(messages, fanout, published):
         published.append(message_id)
 
 
+def run_bounded(publish_fn, what="task"):
+    """Run one publish (a callable) in the publishing pool and wait at most
+    DELIVERY["PUBLISH_TIMEOUT_S"]; True when it finished. A broker problem is
+    logged and trips the breaker, never raised: the caller's row stays for
+    its relay."""
+    if time.monotonic() < _broker_down_until:
+        logger.warning("Broker marked down: %s stays for the relay.", what)
+        return False
+    timeout = settings.DELIVERY["PUBLISH_TIMEOUT_S"]
+    try:
+        _pool().submit(publish_fn).result(timeout=timeout)
+        return True
+    except FutureTimeout:
+        error = f"no answer from the broker within {timeout:g} s"
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several types; all mean "not published"
+        error = f"{type(exc).__name__}: {exc}"
+    _trip_breaker()
+    logger.warning("Could not publish %s (%s); the relay will.", what, error)
+    return False
+
+
 def _pool():
     global _executor
     with _executor_lock:

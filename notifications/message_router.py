@@ -7,14 +7,13 @@ flag, the priority threshold, reachability), writes one MessageLog row per
 tasks only after that transaction commits.
 """
 
-import re
-
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import dispatch, message_types
+from .channels import registry
 from .channels.telegram import MAX_CALLBACK_DATA_BYTES
 from .exceptions import RoutingError
 from .models import (
@@ -28,10 +27,6 @@ from .models import (
     UserChannelPreference,
 )
 
-# Channels with a delivery adapter. A preference for another channel is
-# recorded as SKIPPED, so the operator sees why nothing went out.
-DELIVERABLE_CHANNELS = {ChannelType.TELEGRAM, ChannelType.IN_APP}
-_TELEGRAM_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
 MAX_TITLE = 255
 
 
@@ -129,7 +124,7 @@ class MessageRouter:
         for user_id in users:
             user_plan = self._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled)
             plan.extend(user_plan)
-            if any(status != MessageStatus.SKIPPED for _pref, status, _reason in user_plan):
+            if any(status != MessageStatus.SKIPPED for _pref, status, _reason, _address in user_plan):
                 success += 1
         common = self._common_fields(spec, "", "", idempotency_key, "")
         self._write(plan, common)
@@ -176,12 +171,16 @@ class MessageRouter:
         return clean
 
     def _enabled_channels(self):
+        """Registered channels (those with a delivery adapter) not switched off.
+        A preference for another channel is recorded as SKIPPED, so the
+        operator sees why nothing went out."""
         configs = dict(ChannelConfig.objects.values_list("channel_type", "is_enabled"))
         # No row yet means the channel was never switched off.
-        return {c for c in DELIVERABLE_CHANNELS if configs.get(c, True)}
+        return {c for c in registry.channel_types() if configs.get(c, True)}
 
     def _plan(self, user, prefs, spec, enabled_channels):
-        """[(pref, status, reason)] for one user; opted-out channels are left out."""
+        """[(pref, status, reason, address)] for one user; opted-out channels
+        are left out. ``address`` is normalized by the channel when valid."""
         mtype, rank = spec["type"], PRIORITY_RANK[spec["priority"]]
         plan = []
         for pref in prefs:
@@ -190,18 +189,23 @@ class MessageRouter:
             if rank < PRIORITY_RANK[pref.min_priority]:
                 continue
             status, reason = MessageStatus.QUEUED, ""
+            address = pref.channel_user_id.strip()
             if pref.channel_type not in enabled_channels:
                 status, reason = MessageStatus.SKIPPED, _("Channel %(channel)s is disabled or not available.") % {
                     "channel": pref.channel_type}
             elif not pref.is_reachable:
                 status, reason = MessageStatus.SKIPPED, _("Address marked unreachable: %(reason)s") % {
                     "reason": pref.unreachable_reason}
-            elif pref.channel_type == ChannelType.TELEGRAM and not _TELEGRAM_CHAT_ID.match(pref.channel_user_id.strip()):
-                status, reason = MessageStatus.SKIPPED, _("Invalid Telegram chat_id %(chat_id)r.") % {
-                    "chat_id": pref.channel_user_id}
-            elif pref.channel_type == ChannelType.IN_APP:
-                status = MessageStatus.SENT
-            plan.append((pref, status, reason))
+            else:
+                spec = registry.get(pref.channel_type)
+                try:
+                    address = spec.normalize_address(pref.channel_user_id)
+                except registry.InvalidAddress as exc:
+                    status, reason = MessageStatus.SKIPPED, str(exc)
+                else:
+                    if spec.delivered_on_write:
+                        status = MessageStatus.SENT
+            plan.append((pref, status, reason, address))
         return plan
 
     def _common_fields(self, spec, related_object_type, related_object_id, idempotency_key, link):
@@ -231,7 +235,7 @@ class MessageRouter:
             MessageLog(
                 user_id=pref.user_id,
                 channel_type=pref.channel_type,
-                recipient=pref.channel_user_id.strip(),
+                recipient=address,
                 status=status,
                 last_error=reason,
                 created_at=now,
@@ -240,7 +244,7 @@ class MessageRouter:
                 sent_at=now if status == MessageStatus.SENT else None,
                 **common,
             )
-            for pref, status, reason in plan
+            for pref, status, reason, address in plan
         ]
         with transaction.atomic():
             if common["idempotency_key"]:

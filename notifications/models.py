@@ -101,11 +101,20 @@ class UserChannelPreference(models.Model):
 
 
 class MessageStatus(models.TextChoices):
+    """One closed vocabulary for every channel (notifications.delivery_states
+    says how a row may move): QUEUED -> SENDING -> SENT -> DELIVERED -> READ,
+    RETRYING between attempts; FAILED (we gave up), UNDELIVERED (the provider
+    reported it could not deliver what it accepted) and SKIPPED (routing
+    decided not to send) are terminal."""
+
     QUEUED = "QUEUED", _("Queued")
     SENDING = "SENDING", _("Sending")
     SENT = "SENT", _("Sent")
+    DELIVERED = "DELIVERED", _("Delivered")
+    READ = "READ", _("Read")
     RETRYING = "RETRYING", _("Retrying")
     FAILED = "FAILED", _("Failed")
+    UNDELIVERED = "UNDELIVERED", _("Undelivered")
     SKIPPED = "SKIPPED", _("Skipped")
 
 
@@ -131,7 +140,7 @@ class MessageLog(models.Model):
     # Channel extras chosen by the producer, e.g. {"actions": [{"text", "callback_data"}]}.
     payload = models.JSONField(_("payload"), default=dict, blank=True)
     status = models.CharField(
-        _("status"), max_length=10, choices=MessageStatus.choices, default=MessageStatus.QUEUED, db_index=True
+        _("status"), max_length=12, choices=MessageStatus.choices, default=MessageStatus.QUEUED, db_index=True
     )
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)
@@ -147,6 +156,9 @@ class MessageLog(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     lease_expires_at = models.DateTimeField(_("claim expires"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    # Set from delivery receipts (SMS, WhatsApp) or the inbox (in-app).
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
     failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
@@ -160,6 +172,8 @@ class MessageLog(models.Model):
             models.Index(fields=["related_object_type", "related_object_id"], name="msglog_related"),
             # Channel statistics: the last use per channel without a table scan.
             models.Index(fields=["channel_type", "sent_at"], name="msglog_channel_sent"),
+            # Delivery receipts name the provider's message id.
+            models.Index(fields=["channel_type", "provider_message_id"], name="msglog_provider_id"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -198,3 +212,55 @@ class InAppNotification(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.title}"
+
+
+class InboundStatus(models.TextChoices):
+    RECEIVED = "RECEIVED", _("Received")
+    PROCESSING = "PROCESSING", _("Processing")
+    PROCESSED = "PROCESSED", _("Processed")
+    IGNORED = "IGNORED", _("Ignored")
+    FAILED = "FAILED", _("Failed")
+
+
+class InboundEvent(models.Model):
+    """What came back from a provider or a person (a Telegram update, a button
+    press, a delivery receipt, an inbound SMS), recorded once per provider id
+    before it is processed (notifications.inbound): providers deliver at least
+    once, so the unique (provider, event_id) makes a repeat harmless."""
+
+    provider = models.CharField(_("provider"), max_length=20, choices=ChannelType.choices)
+    event_id = models.CharField(_("provider event id"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=40, blank=True)
+    # The chat id, phone number or address it came from, when it has one.
+    sender = models.CharField(_("sender"), max_length=128, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inbound_events",
+        verbose_name=_("user"),
+    )
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=12, choices=InboundStatus.choices, default=InboundStatus.RECEIVED, db_index=True
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    # What processing did, in words an operator reads ("Orden OT-00042 aceptada").
+    outcome = models.CharField(_("outcome"), max_length=255, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    lease_expires_at = models.DateTimeField(_("claim expires"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("inbound event")
+        verbose_name_plural = _("inbound events")
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="inbound_unique_provider_event"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="inbound_status_received")]
+
+    def __str__(self):
+        return f"{self.get_provider_display()} {self.kind} {self.event_id}"

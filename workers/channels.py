@@ -1,14 +1,10 @@
-"""Channel adapters, built once per process from settings and ChannelConfig."""
+"""Channel adapters, built once per process and thread from the channel
+registry (notifications.channels.registry)."""
 
 import hashlib
 import threading
 
-from django.conf import settings
-
-from notifications import crypto
-from notifications.channels import ConfigurationError
-from notifications.channels.telegram import TelegramChannel, render
-from notifications.models import ChannelConfig
+from notifications.channels import ConfigurationError, registry
 
 _local = threading.local()
 
@@ -16,18 +12,13 @@ _local = threading.local()
 def telegram_token():
     """TELEGRAM_BOT_TOKEN wins; else the token stored (encrypted) by
     ``setup_telegram_bot --token``."""
-    if settings.TELEGRAM_BOT_TOKEN:
-        return settings.TELEGRAM_BOT_TOKEN
-    stored = ChannelConfig.objects.filter(channel_type="TELEGRAM").values_list("secret_encrypted", flat=True).first()
-    return crypto.decrypt(stored) if stored else ""
+    return registry.get("TELEGRAM").account_secret()
 
 
 def build(channel_type):
-    if channel_type == "TELEGRAM":
-        return TelegramChannel(
-            token=telegram_token(), api_url=settings.TELEGRAM_API_URL, timeout=settings.TELEGRAM_TIMEOUT_S
-        )
-    raise ConfigurationError(f"No delivery adapter for channel {channel_type}.", permanent=True)
+    if not registry.is_registered(channel_type) or registry.get(channel_type).build is None:
+        raise ConfigurationError(f"No delivery adapter for channel {channel_type}.", permanent=True)
+    return registry.get(channel_type).build()
 
 
 def get(channel_type):
@@ -42,24 +33,25 @@ def get(channel_type):
 
 
 def account_id(channel_type):
-    """Which provider account sends (rate limits count per account): a
-    Telegram bot's numeric id, the part of the token before ':' that is not
+    """Which provider account sends (rate limits count per account): an id
+    that is not secret (a Telegram bot's numeric id), else a hash of the
     secret. Cached with the adapter."""
     cache = getattr(_local, "accounts", None)
     if cache is None:
         cache = _local.accounts = {}
     if channel_type not in cache:
-        secret = telegram_token() if channel_type == "TELEGRAM" else ""
-        head, sep, _rest = secret.partition(":")
-        cache[channel_type] = head if sep and head.isdigit() else hashlib.sha256(secret.encode()).hexdigest()[:16]
+        spec = registry.get(channel_type) if registry.is_registered(channel_type) else None
+        secret = spec.account_secret() if spec else ""
+        public = spec.account_id_from_secret(secret) if spec and spec.account_id_from_secret else ""
+        cache[channel_type] = public or hashlib.sha256(secret.encode()).hexdigest()[:16]
     return cache[channel_type]
 
 
 def requests_needed(channel_type, message):
     """How many provider calls one message takes (a long Telegram text is split)."""
-    if channel_type == "TELEGRAM":
-        return len(render(message))
-    return 1
+    if not registry.is_registered(channel_type):
+        return 1
+    return registry.get(channel_type).requests_needed(message)
 
 
 def reset():

@@ -27,7 +27,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from notifications import dispatch
+from notifications import delivery_states, dispatch
 from notifications.models import ChannelConfig, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -169,12 +169,14 @@ def refresh_channel_stats():
     now = timezone.now()
     counts = {}
     for row in (
-        MessageLog.objects.filter(status__in=(MessageStatus.SENT, MessageStatus.FAILED))
+        MessageLog.objects.filter(status__in=(*delivery_states.ACCEPTED, MessageStatus.FAILED, MessageStatus.UNDELIVERED))
         .values("channel_type", "status")
         .annotate(n=Count("pk"))
         .order_by()
     ):
-        counts.setdefault(row["channel_type"], {"sent": 0, "failed": 0})[row["status"].lower()] = row["n"]
+        bucket = "sent" if row["status"] in delivery_states.ACCEPTED else "failed"
+        channel_counts = counts.setdefault(row["channel_type"], {"sent": 0, "failed": 0})
+        channel_counts[bucket] += row["n"]
     last_used = dict(
         MessageLog.objects.filter(sent_at__isnull=False)
         .values("channel_type")

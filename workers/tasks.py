@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from notifications import inbound
+
 from . import delivery, outbox
 
 
@@ -29,3 +31,22 @@ def relay_outbox():
 def refresh_channel_stats():
     """Recompute ChannelConfig counters from MessageLog (no per-message hot row)."""
     return outbox.refresh_channel_stats()
+
+
+@shared_task(name="workers.process_inbound_event", ignore_result=True, acks_late=True)
+def process_inbound_event(event_id):
+    """Run the provider's handler for one InboundEvent (a press, a command, a
+    receipt). Safe to run twice: the claim has one winner."""
+    status, retry_in = inbound.process(event_id)
+    if retry_in is not None:
+        inbound.publish_event(event_id, countdown=retry_in)
+    return status
+
+
+@shared_task(name="workers.relay_inbound")
+def relay_inbound():
+    """Publish again inbound events whose publish was lost or whose worker died."""
+    due = list(inbound.due_for_retry())
+    for event_id in due:
+        inbound.publish_event(event_id)
+    return {"republished": len(due)}

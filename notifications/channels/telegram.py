@@ -5,11 +5,14 @@ Only talks HTTP. Error classification follows the Bot API's answers
 """
 
 import html
+import re
 
 import requests
+from django.utils.translation import gettext as _
 
 from ..redaction import redact, register_secret
 from .base import Channel, ChannelError, ChatMigrated, ConfigurationError
+from .registry import ChannelSpec, InvalidAddress, register
 
 MAX_TEXT = 4096  # characters after entity parsing (Telegram counts UTF-16 units)
 MAX_CALLBACK_DATA_BYTES = 64
@@ -181,3 +184,46 @@ class TelegramChannel(Channel):
         if code >= 500:
             raise ChannelError(text, code=code)
         raise ChannelError(text, permanent=True, code=code)
+
+
+# -- registration ---------------------------------------------------------------
+_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+
+
+def normalize_chat_id(address):
+    """A numeric chat id (negative for groups) or a public @channelusername."""
+    chat_id = str(address or "").strip()
+    if not _CHAT_ID.match(chat_id):
+        raise InvalidAddress(_("Invalid Telegram chat_id %(chat_id)r.") % {"chat_id": str(address or "")})
+    return chat_id
+
+
+def _bot_id(token):
+    head, sep, _rest = token.partition(":")
+    return head if sep and head.isdigit() else ""
+
+
+def _token():
+    from django.conf import settings
+
+    from ..channel_secrets import channel_secret
+
+    return channel_secret("TELEGRAM", settings.TELEGRAM_BOT_TOKEN)
+
+
+def _build():
+    from django.conf import settings
+
+    return TelegramChannel(token=_token(), api_url=settings.TELEGRAM_API_URL, timeout=settings.TELEGRAM_TIMEOUT_S)
+
+
+register(
+    ChannelSpec(
+        channel_type="TELEGRAM",
+        build=_build,
+        normalize_address=normalize_chat_id,
+        requests_needed=lambda message: len(render(message)),
+        account_secret=_token,
+        account_id_from_secret=_bot_id,
+    )
+)
