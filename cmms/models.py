@@ -158,6 +158,13 @@ class WorkOrder(models.Model):
         related_name="work_orders", verbose_name=_("maintenance plan"),
     )
     rejection_reason = models.CharField(_("rejection reason"), max_length=255, blank=True)
+    # The last accept/reject (cmms.actions.decide): who, when, through which channel.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False,
+        related_name="+", verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True, editable=False)
+    decided_via = models.CharField(_("decided via"), max_length=20, blank=True, editable=False)
     # Counters that make notification idempotency keys unique per event.
     assignment_seq = models.PositiveIntegerField(_("assignments"), default=0, editable=False)
     alert_seq = models.PositiveIntegerField(_("prediction alerts"), default=0, editable=False)
