@@ -276,6 +276,19 @@ TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
 TELEGRAM_TIMEOUT_S = env_float("TELEGRAM_TIMEOUT_S", 10.0)
 
+# --- Dashboard, metrics, retention ----------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/dashboard/"
+DASHBOARD_REFRESH_S = env_int("DASHBOARD_REFRESH_S", 5)
+# Beat or a worker not seen running the relay for this long shows as not alive.
+DASHBOARD_ALIVE_WITHIN_S = env_int("DASHBOARD_ALIVE_WITHIN_S", 60)
+# /metrics: with a token, only "Authorization: Bearer <token>"; without, loopback only.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# MessageLog rows older than this many days, in a final state, are purged by
+# beat in batches (0 keeps everything).
+MESSAGE_LOG_RETENTION_DAYS = env_int("MESSAGE_LOG_RETENTION_DAYS", 180)
+MESSAGE_LOG_PURGE_BATCH = env_int("MESSAGE_LOG_PURGE_BATCH", 5000)
+
 # Phone numbers typed without a country code (SMS, WhatsApp) are read in this
 # region (ISO 3166 code) and stored in E.164.
 PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "CL").upper()

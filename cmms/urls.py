@@ -1,11 +1,14 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from cmms import ml_api
+from cmms import metrics, ml_api, views
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/ml/predictions/", ml_api.predictions, name="ml-predictions"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("dashboard/", views.dashboard_view, name="dashboard"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

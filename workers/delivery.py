@@ -16,7 +16,7 @@ from notifications.channels import ChannelError, ChatMigrated, ConfigurationErro
 from notifications.models import MessageLog, MessageStatus, UserChannelPreference
 from notifications.redaction import redact
 
-from . import channels, ratelimit
+from . import channels, metrics, ratelimit
 
 logger = logging.getLogger(__name__)
 CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.RETRYING)
@@ -58,6 +58,7 @@ def deliver(message_id):
             ratelimit.acquire(log.channel_type, address, account, cost=cost)
             provider_id = channel.send(address, outgoing)
         except ratelimit.RateLimited as exc:
+            metrics.incr("ratelimit_waits", log.channel_type)
             return defer(log, exc.wait_s)
         except ratelimit.LimiterUnavailable as exc:
             # Fail closed: without the shared limiter, sending could flood the
@@ -72,6 +73,7 @@ def deliver(message_id):
             if exc.code == 429 or (exc.retry_after and not exc.permanent):
                 # Throttling is not the message's fault: no attempt is counted.
                 seconds = exc.retry_after or policy("BACKOFF_BASE_S")
+                metrics.incr("provider_429", log.channel_type)
                 ratelimit.note_retry_after(log.channel_type, address, seconds, account)
                 return defer(log, seconds, redact(str(exc))[:2000])
             return record_failure(log, exc)

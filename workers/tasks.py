@@ -50,3 +50,11 @@ def relay_inbound():
     for event_id in due:
         inbound.publish_event(event_id)
     return {"republished": len(due)}
+
+
+@shared_task(name="workers.purge_message_log")
+def purge_message_log():
+    """Retention: delete final MessageLog rows older than MESSAGE_LOG_RETENTION_DAYS, in batches."""
+    from notifications import retention
+
+    return {"deleted": retention.purge()}
