@@ -24,6 +24,7 @@ SCENARIO_KEYS = {
     "broadcast": ("broadcast_10k_return_s", "broadcast_10k_all_queued_s"),
     "latency": ("e2e_p50_ms", "e2e_p99_ms"),
     "memory": ("worker_rss_mb",),
+    "dashboard": ("dashboard_1m_ms", "metrics_1m_ms"),
 }
 
 GOALS = {
@@ -34,6 +35,8 @@ GOALS = {
     "broadcast_10k_return_s": Goal("<=", 1.0),
     "e2e_p50_ms": Goal("<=", 20),
     "e2e_p99_ms": Goal("<=", 100),
+    "dashboard_1m_ms": Goal("<=", 1000),
+    "metrics_1m_ms": Goal("<=", 500),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -47,6 +50,7 @@ SIZES = {
         "broadcast_users": 300,
         "latency_samples": 10,
         "memory_messages": 300,
+        "dashboard_rows": 2_000,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -55,5 +59,6 @@ SIZES = {
         "broadcast_users": 10_000,
         "latency_samples": 300,
         "memory_messages": 10_000,
+        "dashboard_rows": 1_000_000,
     },
 }

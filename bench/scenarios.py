@@ -353,6 +353,77 @@ def memory(bench):
     }
 
 
+# -- 7. the dashboard and /metrics over a large history --------------------------
+def dashboard(bench):
+    """The dashboard page and /metrics with N MessageLog rows spread over 30
+    days (a mix of channels and outcomes, a backlog of queued rows). Each is
+    timed five times in-process (Django's test client), median reported.
+    Baseline: one plain ``COUNT(*)`` over the whole table in the same run."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+
+    from notifications.models import MessageLog
+
+    n = bench.params["dashboard_rows"]
+    bench.fresh()
+    now = timezone.now()
+    channels = ("TELEGRAM", "TELEGRAM", "EMAIL", "SMS", "IN_APP")
+    statuses = ("SENT", "SENT", "DELIVERED", "READ", "FAILED", "SKIPPED", "SENT", "DELIVERED")
+    step = timedelta(days=30) / n
+    batch = []
+    for i in range(n):
+        created = now - step * i
+        status = "QUEUED" if i < 200 else statuses[i % len(statuses)]
+        batch.append(MessageLog(
+            channel_type=channels[i % len(channels)], recipient=str(i), message_type="announcement", title=TITLE,
+            body=BODY, status=status, created_at=created, updated_at=created,
+            sent_at=created + timedelta(milliseconds=200 + i % 900) if status not in ("QUEUED", "FAILED", "SKIPPED") else None,
+            failed_at=created if status == "FAILED" else None,
+            last_error=f"Telegram 400: Bad Request: chat not found ({i % 7})" if status == "FAILED" else "",
+        ))
+        if len(batch) == 20_000:
+            MessageLog.objects.bulk_create(batch)
+            batch = []
+    MessageLog.objects.bulk_create(batch)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # fresh statistics, as autovacuum would give a table this size
+    supervisor = get_user_model().objects.create(username="bench-supervisor", role="SUPERVISOR")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(supervisor)
+
+    def timed(fn, times=5):
+        samples = []
+        for _ in range(times):
+            started = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - started) * 1000)
+        return median(samples)
+
+    def page():
+        assert client.get("/dashboard/").status_code == 200
+
+    def scrape():
+        assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+    page()  # warm the templates and the translation catalogs
+    dashboard_ms, metrics_ms = timed(page), timed(scrape)
+    count_ms = timed(lambda: MessageLog.objects.count())
+    with connection.cursor() as cursor:  # one statement: Django's delete() would load a million ids
+        cursor.execute(f"DELETE FROM {MessageLog._meta.db_table}")
+    bench.fresh()
+    return {
+        "dashboard_1m_ms": dashboard_ms,
+        "metrics_1m_ms": metrics_ms,
+        "dashboard_count_baseline_ms": count_ms,
+        "dashboard_over_count": dashboard_ms / max(count_ms, 0.001),
+        "dashboard_rows": n,
+    }
+
+
 SCENARIOS = {
     "producer": producer,
     "pipeline": pipeline,
@@ -360,4 +431,5 @@ SCENARIOS = {
     "broadcast": broadcast,
     "latency": latency,
     "memory": memory,
+    "dashboard": dashboard,
 }

@@ -13,7 +13,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1366,900", "--lang=es")
+         "--disable-dev-shm-usage", "--window-size=1366,900")
 
 
 def ensure_chromium():
@@ -27,7 +27,7 @@ def ensure_chromium():
         pytest.fail("Browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
 
 
-def start_chrome():
+def start_chrome(language="es"):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -36,6 +36,7 @@ def start_chrome():
     options.binary_location = shutil.which("chromium") or CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='cmms-chrome-')}")
     service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
