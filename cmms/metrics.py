@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from notifications.models import InboundEvent, MessageLog, MessageStatus
+from notifications import delivery_states
+from notifications.models import ChannelType, InboundEvent, MessageLog, MessageStatsHour
 
 from . import dashboard
 
@@ -34,11 +35,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 class DispatcherCollector:
     def collect(self):
         now = timezone.now()
-        by_status = GaugeMetricFamily("cmms_messages", "MessageLog rows by channel and delivery state.",
-                                      labels=["channel", "status"])
-        for r in MessageLog.objects.values("channel_type", "status").annotate(n=Count("pk")).order_by():
-            by_status.add_metric([r["channel_type"], r["status"]], r["n"])
-        yield by_status
+        yield self._messages()
 
         attempts = GaugeMetricFamily("cmms_message_attempts_last_day",
                                      "Provider attempts of the messages created in the last 24 h.", labels=["channel"])
@@ -76,17 +73,35 @@ class DispatcherCollector:
             inbound.add_metric([r["provider"], r["status"]], r["n"])
         yield inbound
 
+    def _messages(self):
+        """Rows per channel and state: the backlog live (few rows, by the
+        status index), final states from the hourly roll-ups (which also
+        keep counting rows that retention deleted)."""
+        family = GaugeMetricFamily("cmms_messages", "Messages by channel and delivery state.",
+                                   labels=["channel", "status"])
+        totals = {}
+        for r in (MessageLog.objects.filter(status__in=dashboard.BACKLOG).values("channel_type", "status")
+                  .annotate(n=Count("pk")).order_by()):
+            totals[(r["channel_type"], r["status"])] = r["n"]
+        for r in (MessageStatsHour.objects.exclude(status__in=dashboard.BACKLOG).values("channel_type", "status")
+                  .annotate(n=Sum("count")).order_by()):
+            totals[(r["channel_type"], r["status"])] = r["n"]
+        for (channel, status), n in sorted(totals.items()):
+            family.add_metric([channel, status], n)
+        return family
+
     def _latency(self, now):
         """Creation to SENT of the messages sent in the last hour, as a gauge
         histogram (a window, not an ever-growing counter)."""
         family = GaugeHistogramMetricFamily("cmms_delivery_latency_seconds",
                                             "Creation to SENT, messages sent in the last hour.", labels=["channel"])
-        values = {}
-        for channel, created, sent in (MessageLog.objects.filter(sent_at__gte=now - timedelta(hours=1))
-                                       .exclude(status=MessageStatus.SKIPPED)
-                                       .values_list("channel_type", "created_at", "sent_at")[:dashboard.LATENCY_SAMPLE]):
-            values.setdefault(channel, []).append(max((sent - created).total_seconds(), 0.0))
-        for channel, vals in sorted(values.items()):
+        for channel in ChannelType.values:
+            vals = [max((sent - created).total_seconds(), 0.0) for created, sent in
+                    MessageLog.objects.filter(channel_type=channel, sent_at__gte=now - timedelta(hours=1),
+                                              status__in=delivery_states.ACCEPTED)
+                    .order_by("-sent_at").values_list("created_at", "sent_at")[:dashboard.LATENCY_SAMPLE]]
+            if not vals:
+                continue
             buckets = [(str(b), sum(1 for v in vals if v <= b)) for b in LATENCY_BUCKETS] + [("+Inf", len(vals))]
             family.add_metric([channel], buckets, gsum_value=sum(vals))
         return family

@@ -172,6 +172,9 @@ class MessageLog(models.Model):
             models.Index(fields=["related_object_type", "related_object_id"], name="msglog_related"),
             # Channel statistics: the last use per channel without a table scan.
             models.Index(fields=["channel_type", "sent_at"], name="msglog_channel_sent"),
+            # The dashboard: the oldest waiting row, recent failures, dead letters.
+            models.Index(fields=["status", "created_at"], name="msglog_status_created"),
+            models.Index(fields=["status", "failed_at"], name="msglog_status_failed"),
             # Delivery receipts name the provider's message id.
             models.Index(fields=["channel_type", "provider_message_id"], name="msglog_provider_id"),
         ]
@@ -264,3 +267,22 @@ class InboundEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_provider_display()} {self.kind} {self.event_id}"
+
+
+class MessageStatsHour(models.Model):
+    """MessageLog rows per hour of creation, channel and status, rolled up by
+    beat (notifications.stats): the dashboard's charts and /metrics' totals
+    read these few rows instead of scanning a table of millions, and they
+    survive MessageLog retention."""
+
+    hour = models.DateTimeField(_("hour"))
+    channel_type = models.CharField(_("channel type"), max_length=20, choices=ChannelType.choices)
+    status = models.CharField(_("status"), max_length=12, choices=MessageStatus.choices)
+    count = models.PositiveBigIntegerField(_("messages"), default=0)
+
+    class Meta:
+        verbose_name = _("hourly message statistic")
+        verbose_name_plural = _("hourly message statistics")
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "channel_type", "status"], name="msgstats_unique_hour_channel_status")
+        ]

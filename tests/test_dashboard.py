@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from cmms import dashboard
 from cmms.templatetags.cmms_format import timesince_short
+from notifications import stats
 from notifications.models import MessageLog, UserChannelPreference
 from tests.factories import make_user
 from tests.support.cmms import make_asset, make_operator, make_work_order
@@ -103,6 +104,7 @@ def test_top_failure_reasons_are_counted_and_ordered():
 def test_the_hourly_chart_has_24_buckets_and_puts_each_row_in_its_hour():
     log(status="SENT", created_ago=timedelta(minutes=1))
     log(status="FAILED", created_ago=timedelta(hours=2, minutes=1))
+    stats.rollup()
     data = dashboard.chart(timezone.now(), "hour")
     assert len(data["buckets"]) == 24
     assert sum(data["series"][("TELEGRAM", "sent")]) == 1
@@ -112,6 +114,7 @@ def test_the_hourly_chart_has_24_buckets_and_puts_each_row_in_its_hour():
 
 def test_the_daily_chart_covers_30_days():
     log(status="SENT", created_ago=timedelta(days=10))
+    stats.backfill()
     data = dashboard.chart(timezone.now(), "day")
     assert len(data["buckets"]) == 30
     assert sum(data["series"][("TELEGRAM", "sent")]) == 1

@@ -35,6 +35,9 @@ def seed_history():
                 failed_at=created if status == "FAILED" else None,
             ))
     MessageLog.objects.bulk_create(rows)
+    from notifications import stats
+
+    stats.rollup()
 
 
 def sent_count(driver, channel):

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifications import inbound
+from notifications import inbound, stats
 from notifications.models import MessageLog
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker", "quiet_counters")]
@@ -45,6 +45,7 @@ def test_counts_latency_queues_and_counters_parse_with_prometheus_client(client)
     make_log("SENT", latency_s=3)
     make_log("FAILED", attempts=6)
     make_log("QUEUED", created_ago=timedelta(minutes=10), attempts=0)
+    stats.rollup()
     response = scrape(client)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")

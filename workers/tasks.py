@@ -58,3 +58,11 @@ def purge_message_log():
     from notifications import retention
 
     return {"deleted": retention.purge()}
+
+
+@shared_task(name="workers.rollup_message_stats")
+def rollup_message_stats():
+    """Hourly MessageLog roll-ups for the dashboard's charts and /metrics."""
+    from notifications import stats
+
+    return {"written": stats.rollup()}

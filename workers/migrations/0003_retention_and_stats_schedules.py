@@ -1,8 +1,13 @@
-"""Retention: purge old MessageLog rows every ten minutes, a few batches at a time."""
+"""Retention: purge old MessageLog rows every ten minutes, a few batches at
+a time; roll up hourly message statistics every minute (the dashboard's
+charts and /metrics' totals)."""
 
 from django.db import migrations
 
-SCHEDULES = [("purge-message-log", "workers.purge_message_log", 600)]
+SCHEDULES = [
+    ("purge-message-log", "workers.purge_message_log", 600),
+    ("rollup-message-stats", "workers.rollup_message_stats", 60),
+]
 
 
 def install(apps, schema_editor):
