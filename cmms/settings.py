@@ -242,6 +242,14 @@ RATE_LIMITS = {
         "recipient": rate_limit("TELEGRAM_RECIPIENT", "1/s", 2, 0.5),
         "group": rate_limit("TELEGRAM_GROUP", "20/min", 1, 0.5),
     },
+    # Twilio: a long code sends about 1 segment/s (Twilio queues the rest, and
+    # the queue's delay is what an alert cannot afford); the "account" is the
+    # sending number or messaging service. Tokens are segments.
+    # Env: RATE_LIMIT_SMS_ACCOUNT=1/s (a messaging service pool: raise it).
+    "SMS": {
+        "account": rate_limit("SMS_ACCOUNT", "1/s", 1, 5.0),
+        "recipient": None,
+    },
 }
 RATE_LIMIT = {
     # The limiter's Redis (a separate one is possible; the broker's by default).
@@ -275,6 +283,22 @@ CMMS = {
 TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
 TELEGRAM_TIMEOUT_S = env_float("TELEGRAM_TIMEOUT_S", 10.0)
+
+# Twilio SMS (notifications/channels/sms.py). The auth token is a secret: it
+# never reaches a log, MessageLog or a task result.
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_API_URL = os.environ.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/")
+TWILIO_TIMEOUT_S = env_float("TWILIO_TIMEOUT_S", 10.0)
+
+# A new preference for a channel listed here, created without an explicit
+# minimum priority (admin, ORM, API, demo), gets this one: SMS costs money and
+# wakes people up, so by default only critical messages go by SMS.
+CHANNEL_DEFAULT_MIN_PRIORITY = {
+    "SMS": os.environ.get("SMS_DEFAULT_MIN_PRIORITY", "critical"),
+}
 
 # --- Dashboard, metrics, retention ----------------------------------------------
 LOGIN_URL = "login"

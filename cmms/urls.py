@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from cmms import metrics, ml_api, views
+from notifications import sms_webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -11,4 +12,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("dashboard/", views.dashboard_view, name="dashboard"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("sms/twilio/status/", sms_webhooks.status_callback, name="sms-twilio-status"),
+    path("sms/twilio/inbound/", sms_webhooks.inbound_message, name="sms-twilio-inbound"),
 ]

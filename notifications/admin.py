@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import dispatch
+from .forms import UserChannelPreferenceForm
 from .models import ChannelConfig, InAppNotification, InboundEvent, MessageLog, MessageStatus, UserChannelPreference
 
 
@@ -23,12 +24,14 @@ class ChannelConfigAdmin(admin.ModelAdmin):
 
 @admin.register(UserChannelPreference)
 class UserChannelPreferenceAdmin(admin.ModelAdmin):
+    form = UserChannelPreferenceForm
     list_display = (
         "user", "channel_type", "is_enabled", "channel_user_id", "notify_work_orders", "notify_predictions",
-        "notify_reminders", "min_priority", "is_reachable",
+        "notify_reminders", "min_priority", "is_reachable", "opted_out_at",
     )
     list_filter = (
         "channel_type", "is_enabled", "is_reachable", "notify_work_orders", "notify_predictions", "min_priority",
+        ("opted_out_at", admin.EmptyFieldListFilter),
     )
     search_fields = ("user__username", "user__first_name", "user__last_name", "channel_user_id")
     autocomplete_fields = ("user",)

@@ -196,6 +196,9 @@ class MessageRouter:
             elif not pref.is_reachable:
                 status, reason = MessageStatus.SKIPPED, _("Address marked unreachable: %(reason)s") % {
                     "reason": pref.unreachable_reason}
+            elif pref.opted_out_at:
+                status, reason = MessageStatus.SKIPPED, _("The recipient opted out (STOP) on %(date)s.") % {
+                    "date": timezone.localtime(pref.opted_out_at).strftime("%d/%m/%Y %H:%M")}
             else:
                 spec = registry.get(pref.channel_type)
                 try:

@@ -79,3 +79,6 @@ for _type in (
 register(MessageType("work_order_overdue", "⏰", "reminders", Priority.NORMAL, _("Overdue work order")))
 register(MessageType("work_order_overdue_escalation", "🔺", "work_orders", Priority.HIGH,
                      _("Overdue work order (to supervisors)")))
+# The answer to an inbound SMS (notifications.sms_inbound): written directly,
+# never routed, so its priority and category do not filter it.
+register(MessageType("sms_reply", "", "alerts", Priority.CRITICAL, _("SMS reply")))

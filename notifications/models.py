@@ -2,6 +2,7 @@
 message log, which is also the outbox (a row is the unit of delivery)."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -75,13 +76,19 @@ class UserChannelPreference(models.Model):
         max_length=10,
         choices=Priority.choices,
         default=Priority.LOW,
-        help_text=_("Only messages of this priority or higher use this channel (e.g. SMS for critical only)."),
+        # Blank in a form means "the channel's default" (save() fills it in).
+        blank=True,
+        help_text=_("Only messages of this priority or higher use this channel (e.g. SMS for critical only). "
+                    "Empty: the channel's default."),
     )
     # Set by the worker on a permanent provider error (bot blocked, chat not
     # found): routing skips the address until someone fixes it.
     is_reachable = models.BooleanField(_("reachable"), default=True)
     unreachable_reason = models.CharField(_("unreachable reason"), max_length=255, blank=True)
     unreachable_since = models.DateTimeField(_("unreachable since"), null=True, blank=True)
+    # The person asked not to get messages on this address (SMS STOP, or the
+    # provider's 21610); START clears it. Routing skips it meanwhile.
+    opted_out_at = models.DateTimeField(_("opted out"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -91,8 +98,32 @@ class UserChannelPreference(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "channel_type"], name="unique_user_channel")]
         ordering = ["user_id", "channel_type"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Loaded rows and explicit values keep theirs; save() gives a new row
+        # without one the channel's default minimum priority.
+        self._min_priority_given = bool(args) or "min_priority" in kwargs
+
     def __str__(self):
         return f"{self.user} · {self.get_channel_type_display()}"
+
+    def channel_default_min_priority(self):
+        return settings.CHANNEL_DEFAULT_MIN_PRIORITY.get(self.channel_type, Priority.LOW)
+
+    def clean(self):
+        from .channels import registry
+
+        super().clean()
+        if self.channel_user_id:
+            try:
+                self.channel_user_id = registry.normalize_address(self.channel_type, self.channel_user_id)
+            except registry.InvalidAddress as exc:
+                raise ValidationError({"channel_user_id": str(exc)}) from None
+
+    def save(self, *args, **kwargs):
+        if not self.min_priority or (self._state.adding and not self._min_priority_given):
+            self.min_priority = self.channel_default_min_priority()
+        super().save(*args, **kwargs)
 
     def mark_unreachable(self, reason):
         UserChannelPreference.objects.filter(pk=self.pk).update(

@@ -132,11 +132,18 @@ def outgoing_message(log):
         actions=payload.get("actions") or [],
         link=payload.get("link", ""),
         link_label=_("Open in the CMMS"),
+        message_type=log.message_type,
     )
 
 
 def record_success(log, provider_id):
     now = timezone.now()
+    fields = {}
+    details = getattr(provider_id, "details", None)
+    if details:
+        # What the send cost (SMS segments and encoding, a price when the
+        # provider gives one): kept with the row, under one key for every channel.
+        fields["payload"] = {**(log.payload or {}), "delivery": dict(details)}
     MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SENT,
         provider_message_id=str(provider_id)[:128],
@@ -144,6 +151,7 @@ def record_success(log, provider_id):
         lease_expires_at=None,
         next_attempt_at=None,
         updated_at=now,
+        **fields,
     )
     return "sent"
 
@@ -155,6 +163,10 @@ def record_failure(log, exc):
     fields = {"last_error": error, "lease_expires_at": None, "updated_at": now}
     if exc.maybe_delivered:
         fields["possible_duplicate"] = True
+    if exc.opted_out:
+        UserChannelPreference.objects.filter(
+            user_id=log.user_id, channel_type=log.channel_type, channel_user_id=log.recipient, opted_out_at__isnull=True
+        ).update(opted_out_at=now)
     if exc.unreachable:
         UserChannelPreference.objects.filter(
             user_id=log.user_id, channel_type=log.channel_type, channel_user_id=log.recipient

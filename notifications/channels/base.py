@@ -17,15 +17,19 @@ class ChannelError(Exception):
     ``retry_after``: seconds the provider asked us to wait (HTTP 429).
     ``maybe_delivered``: the request left and no answer came back (read
     timeout); the provider may have delivered it.
+    ``opted_out``: the recipient asked not to get messages (SMS STOP): the
+    worker records the opt-out on the preference until they opt in again.
     """
 
     def __init__(
-        self, message, *, permanent=False, unreachable=False, retry_after=None, maybe_delivered=False, code=None
+        self, message, *, permanent=False, unreachable=False, retry_after=None, maybe_delivered=False, code=None,
+        opted_out=False,
     ):
         super().__init__(message)
         self.message = message
-        self.permanent = permanent or unreachable
+        self.permanent = permanent or unreachable or opted_out
         self.unreachable = unreachable
+        self.opted_out = opted_out
         self.retry_after = retry_after
         self.maybe_delivered = maybe_delivered
         self.code = code
@@ -57,6 +61,8 @@ class OutgoingMessage:
     actions: list = field(default_factory=list)
     link: str = ""
     link_label: str = ""
+    # The message type's key: channels with a rendering per type (SMS) use it.
+    message_type: str = ""
 
 
 class Channel:

@@ -20,6 +20,7 @@ from .base import Channel, OutgoingMessage
 
 CHANNEL_MODULES = [
     "notifications.channels.telegram",
+    "notifications.channels.sms",
     "notifications.channels.in_app",
 ]
 
