@@ -74,6 +74,7 @@ DEFAULT_CONFIG = {
     "price_per_segment": "-0.00750",
     "price_unit": "USD",
     "force_429": 0,  # the next N sends answer 20429
+    "force_500": 0,  # the next N sends answer 500 (code 20500), without sending
     "auth_ok": True,  # False: every API call answers 401 (a revoked token)
 }
 
@@ -268,6 +269,9 @@ class TwilioSandbox:
                 raise ApiError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
             if state == "stopped":
                 raise ApiError(400, 21610, "Attempt to send to unsubscribed recipient")
+            if self._config["force_500"] > 0:
+                self._config["force_500"] -= 1
+                raise ApiError(500, 20500, "Internal Server Error")
             if self._config["force_429"] > 0:
                 self._config["force_429"] -= 1
                 raise ApiError(429, 20429, "Too Many Requests")

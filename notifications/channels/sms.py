@@ -16,8 +16,10 @@ import math
 import re
 
 import requests
+from django.conf import settings
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from ..redaction import redact, register_secret
@@ -70,7 +72,9 @@ def render(message):
     }
     names = [f"{TEMPLATE_DIR}/{message.message_type}.txt"] if message.message_type else []
     try:
-        text = render_to_string(names + [f"{TEMPLATE_DIR}/default.txt"], context)
+        # In the recipients' language, whatever a request or task activated.
+        with translation.override(settings.LANGUAGE_CODE):
+            text = render_to_string(names + [f"{TEMPLATE_DIR}/default.txt"], context)
     except TemplateDoesNotExist:  # pragma: no cover - default.txt ships with the app
         text = "\n".join(p for p in (message.title, summary, message.link) if p)
     text = "\n".join(line.strip() for line in text.strip().splitlines() if line.strip())
@@ -177,7 +181,7 @@ class TwilioSmsChannel(Channel):
             data = response.json()
         except ValueError:
             data = None
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or (not data.get("code") and not data.get("sid")):
             if status >= 500:
                 raise ChannelError(f"Twilio: HTTP {status} from the server", code=status)
             raise ConfigurationError(

@@ -3,6 +3,14 @@
 from django.db import migrations, models
 
 
+def enable_sms(apps, schema_editor):
+    # SMS has an adapter now (notifications/channels/sms.py): switch it on
+    # where 0002 left it off. Without TWILIO_* settings a message records
+    # "SMS is not configured" instead of vanishing.
+    ChannelConfig = apps.get_model("notifications", "ChannelConfig")
+    ChannelConfig.objects.update_or_create(channel_type="SMS", defaults={"is_enabled": True})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -18,6 +26,10 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='userchannelpreference',
             name='min_priority',
-            field=models.CharField(blank=True, choices=[('low', 'Low'), ('normal', 'Normal'), ('high', 'High'), ('critical', 'Critical')], default='low', help_text="Only messages of this priority or higher use this channel (e.g. SMS for critical only). Empty: the channel's default.", max_length=10, verbose_name='minimum priority'),
+            field=models.CharField(
+                blank=True, choices=[('low', 'Low'), ('normal', 'Normal'), ('high', 'High'), ('critical', 'Critical')],
+                default='low', help_text="Only messages of this priority or higher use this channel (e.g. SMS for "
+                "critical only). Empty: the channel's default.", max_length=10, verbose_name='minimum priority'),
         ),
+        migrations.RunPython(enable_sms, migrations.RunPython.noop),
     ]
