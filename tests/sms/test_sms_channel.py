@@ -3,8 +3,7 @@ a send costs, and how each Twilio error maps to the channel contract."""
 
 import pytest
 
-from notifications.channels import ChannelError, ConfigurationError, OutgoingMessage
-from notifications.channels import registry
+from notifications.channels import ChannelError, ConfigurationError, OutgoingMessage, registry
 from notifications.channels.sms import TwilioSmsChannel, render, segments
 from sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM
 
