@@ -10,7 +10,8 @@ What it does, in order:
    logins).
 3. Without TELEGRAM_BOT_TOKEN: the local Telegram sandbox (``python -m
    sandbox``), and TELEGRAM_API_URL/TELEGRAM_BOT_TOKEN pointing at it. With a
-   real token, the real Bot API.
+   real token, the real Bot API. Without TWILIO_ACCOUNT_SID: the Twilio sandbox
+   (``python -m sandbox.twilio``), TWILIO_* and SITE_URL pointing at it and back.
 4. Django ``runserver``, one Celery worker consuming every queue, celery beat
    with the DatabaseScheduler, and Flower.
 
@@ -43,6 +44,9 @@ from check_services import DEFAULT_REDIS_URL, redact_url, redis_ping
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 SANDBOX_TOKEN = "100000:sandbox-token-not-secret"  # the sandbox accepts any well-shaped token
+# The Twilio sandbox's account (python -m sandbox.twilio), used when TWILIO_ACCOUNT_SID is not set.
+TWILIO_SANDBOX_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1", "TWILIO_AUTH_TOKEN": "sandbox-twilio-auth-token-0001",
+                      "TWILIO_FROM_NUMBER": "+15005550006"}
 HOST = "127.0.0.1"
 
 
@@ -61,6 +65,8 @@ def parse_args(argv=None):
                    help="Flower (env FLOWER_PORT, 5555)")
     p.add_argument("--sandbox-port", type=int, default=env_int("SANDBOX_PORT", 8081),
                    help="Telegram sandbox (env SANDBOX_PORT, 8081)")
+    p.add_argument("--twilio-port", type=int, default=env_int("TWILIO_SANDBOX_PORT", 8082),
+                   help="Twilio SMS sandbox, when TWILIO_ACCOUNT_SID is not set (env TWILIO_SANDBOX_PORT, 8082)")
     p.add_argument("--redis-port", type=int, default=env_int("REDIS_PRIVATE_PORT", 6380),
                    help="preferred port of the private redis-server, when one is needed (env REDIS_PRIVATE_PORT, 6380)")
     p.add_argument("--concurrency", type=int, default=env_int("WORKER_CONCURRENCY", 8),
@@ -339,6 +345,8 @@ class Supervisor:
             wanted.append(("FLOWER_PORT / --flower-port", self.args.flower_port, "Flower"))
         if self.use_sandbox:
             wanted.append(("SANDBOX_PORT / --sandbox-port", self.args.sandbox_port, "the Telegram sandbox"))
+        if not os.environ.get("TWILIO_ACCOUNT_SID"):
+            wanted.append(("TWILIO_SANDBOX_PORT / --twilio-port", self.args.twilio_port, "the Twilio sandbox"))
         ports = [p for _, p, _ in wanted]
         if len(set(ports)) != len(ports):
             raise Fatal(f"two services were given the same port: {', '.join(f'{w} = {p}' for w, p, _ in wanted)}")
@@ -500,6 +508,14 @@ class Supervisor:
                                           env, ready_url=f"{sandbox_url}/"))
             if not self.wait_ready(first):
                 return None
+        if not os.environ.get("TWILIO_ACCOUNT_SID"):
+            twilio_url, web = f"http://{HOST}:{a.twilio_port}", f"http://{HOST}:{a.web_port}"
+            env.update(TWILIO_SANDBOX_ENV, TWILIO_API_URL=twilio_url, SITE_URL=os.environ.get("SITE_URL") or web)
+            twilio = [self.start_child("twilio", [py, "-m", "sandbox.twilio", "--host", HOST, "--port", a.twilio_port,
+                                                  "--inbound-url", f"{env['SITE_URL']}/sms/twilio/inbound/"],
+                                       env, ready_url=f"{twilio_url}/_sandbox/health")]
+            if not self.wait_ready(twilio):
+                return None
 
         web_url = f"http://{HOST}:{a.web_port}"
         flower_url = f"http://{HOST}:{a.flower_port}"
@@ -535,6 +551,8 @@ class Supervisor:
             out.append(f"  Telegram        {api} (TELEGRAM_BOT_TOKEN is set)")
         else:
             out.append("  Telegram        the token stored by setup_telegram_bot (--no-sandbox)")
+        if not os.environ.get("TWILIO_ACCOUNT_SID"):
+            out.append(f"  SMS phones      http://{HOST}:{self.args.twilio_port}/   (local Twilio sandbox)")
         if not self.args.no_flower:
             out.append(f"  Flower          {info['flower']}/")
         out.append(f"  Redis           {self.redis_note}")

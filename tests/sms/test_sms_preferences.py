@@ -84,3 +84,13 @@ def test_the_admin_refuses_an_invalid_number_with_a_spanish_message(admin_client
 def test_the_admin_add_form_starts_with_the_channel_default(admin_client):
     html = admin_client.get(ADD_URL).content.decode()
     assert '<option value="" selected>---------</option>' in html
+
+
+def test_the_demo_gives_sms_phones_the_critical_default():
+    import io
+
+    from django.core.management import call_command
+
+    call_command("bootstrap_demo", stdout=io.StringIO())
+    prefs = UserChannelPreference.objects.filter(channel_type="SMS")
+    assert prefs.count() == 3 and set(prefs.values_list("min_priority", flat=True)) == {"critical"}

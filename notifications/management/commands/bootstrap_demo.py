@@ -23,6 +23,10 @@ DEMO_USERS = [
     ("supervisor1", "Marta", "Soto", "SUPERVISOR", "Mina Norte", "100021"),
 ]
 
+# Demo phones for SMS (the Twilio sandbox's page shows what each receives);
+# the preference gets the SMS default minimum priority (critical).
+DEMO_SMS_PHONES = {"operador1": "+56987650001", "operador2": "+56987650002", "supervisor1": "+56987650021"}
+
 
 class Command(BaseCommand):
     help = "Create the admin user and demo users with Telegram and in-app preferences (idempotent)."
@@ -52,10 +56,15 @@ class Command(BaseCommand):
                 user=user, channel_type=ChannelType.TELEGRAM, defaults={"channel_user_id": chat_id}
             )
             UserChannelPreference.objects.get_or_create(user=user, channel_type=ChannelType.IN_APP)
+            if username in DEMO_SMS_PHONES:
+                UserChannelPreference.objects.get_or_create(
+                    user=user, channel_type=ChannelType.SMS, defaults={"channel_user_id": DEMO_SMS_PHONES[username]}
+                )
         created += create_demo_assets()
         if created:
             self.stdout.write(self.style.SUCCESS(f"Created: {', '.join(created)}"))
         self.stdout.write("Logins:")
         self.stdout.write(f"  admin / {opts['admin_password']}  (superuser)")
         for username, _f, _l, role, _s, chat_id in DEMO_USERS:
-            self.stdout.write(f"  {username} / {opts['password']}  ({role}, Telegram chat {chat_id})")
+            phone = f", SMS {DEMO_SMS_PHONES[username]}" if username in DEMO_SMS_PHONES else ""
+            self.stdout.write(f"  {username} / {opts['password']}  ({role}, Telegram chat {chat_id}{phone})")
