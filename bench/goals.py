@@ -25,6 +25,7 @@ SCENARIO_KEYS = {
     "latency": ("e2e_p50_ms", "e2e_p99_ms"),
     "memory": ("worker_rss_mb",),
     "dashboard": ("dashboard_1m_ms", "metrics_1m_ms"),
+    "sms": ("sms_efficiency", "sms_429", "sms_callback_p50_ms", "sms_callback_p99_ms", "sms_callback_over_record"),
 }
 
 GOALS = {
@@ -37,6 +38,8 @@ GOALS = {
     "e2e_p99_ms": Goal("<=", 100),
     "dashboard_1m_ms": Goal("<=", 1000),
     "metrics_1m_ms": Goal("<=", 500),
+    "sms_efficiency": Goal(">=", 0.95),
+    "sms_429": Goal("<=", 0),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -51,6 +54,7 @@ SIZES = {
         "latency_samples": 10,
         "memory_messages": 300,
         "dashboard_rows": 2_000,
+        "sms_messages": 20, "callback_samples": 30,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -60,5 +64,6 @@ SIZES = {
         "latency_samples": 300,
         "memory_messages": 10_000,
         "dashboard_rows": 1_000_000,
+        "sms_messages": 200, "callback_samples": 500,
     },
 }

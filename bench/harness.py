@@ -118,6 +118,57 @@ class SandboxProcess:
                 self.proc.wait()
 
 
+class TwilioSandboxProcess:
+    """``python -m sandbox.twilio`` in its own process, pacing each sender at
+    ``sender_rate`` segments/s (20429 above it). Status callbacks are never
+    due within a run: the SMS scenario measures sends, and the callback view
+    is measured on its own."""
+
+    def __init__(self, sender_rate, sender_burst=2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [sys.executable, "-m", "sandbox.twilio", "--port", str(self.port), "--quiet",
+                     "--sender-rate", str(sender_rate), "--sender-burst", str(sender_burst),
+                     "--callback-delay-s", "86400"]
+        self.http = requests.Session()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._healthy, timeout=15, message="the Twilio sandbox subprocess")
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"python -m sandbox.twilio exited with {self.proc.returncode}")
+        try:
+            return self.http.get(f"{self.url}/_sandbox/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def get(self, name):
+        response = self.http.get(f"{self.url}/_sandbox/{name}", timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def env(self):
+        from sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM
+
+        # SITE_URL: a closed port, so nothing of ours is ever called back by mistake.
+        return {"TWILIO_API_URL": self.url, "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN, "TWILIO_FROM_NUMBER": DEFAULT_FROM,
+                "SITE_URL": "http://127.0.0.1:9"}
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 class SandboxInProcess:
     """The sandbox as a thread of the bench process (to measure what sharing
     the GIL with the load generator costs)."""

@@ -434,6 +434,98 @@ def dashboard(bench):
     }
 
 
+# -- 8. SMS ---------------------------------------------------------------------
+def sms(bench):
+    """SMS under the sending number's limit: a critical broadcast to N users
+    with one phone each, the Twilio sandbox refusing (20429) anything faster
+    than the limit in segments/s; rate = (n - 1) / span of the sandbox's
+    arrivals, baseline the configured limit. Then the status-callback view:
+    signed POSTs through Django's request handling against the baseline of
+    recording the same event directly (inbound.record)."""
+    from notifications.message_router import MessageRouter
+
+    from .harness import TwilioSandboxProcess
+
+    n, limit = bench.params["sms_messages"], 10.0
+    bench.fresh()
+    pks = _sms_population(n)
+    twilio = TwilioSandboxProcess(sender_rate=limit).start()
+    try:
+        with bench.workers(concurrency=8, profile="sms", RATE_LIMIT_SMS_ACCOUNT=f"{limit:g}/s", **twilio.env()):
+            MessageRouter().broadcast_to_role("ADMIN", "Alerta crítica", "Motor sobrecalentado en CAM-07",
+                                              priority="critical", message_type="critical_alert")
+            _wait_rows(_unfinished(), lambda left: left == 0, timeout=max(60.0, 4 * n / limit))
+        unfinished = _unfinished().count()
+        received = sorted(m["received_at"] for m in twilio.get("messages")["messages"])
+        stats = twilio.get("stats")
+    finally:
+        twilio.stop()
+    rate = (len(received) - 1) / (received[-1] - received[0]) if len(received) > 1 else 0.0
+    return {
+        "sms_efficiency": rate / limit,
+        "sms_429": stats.get("responses_by_status", {}).get("429", 0),
+        "sms_rate_per_s": rate,
+        "sms_delivered": len(received) / len(pks),
+        "sms_unfinished": unfinished,
+        **_status_callback_latency(bench.params["callback_samples"]),
+    }
+
+
+def _sms_population(n):
+    """``n`` ADMIN users (no other scenario uses the role), each with an SMS
+    phone of its own (the preference's default: critical only)."""
+    from django.contrib.auth import get_user_model
+
+    from notifications.models import UserChannelPreference
+
+    User = get_user_model()
+    existing = list(User.objects.filter(role="ADMIN").order_by("pk").values_list("pk", flat=True))
+    if len(existing) >= n:
+        return existing[:n]
+    for i in range(len(existing), n):
+        user = User.objects.create(username=f"bench-sms-{i}", role="ADMIN", password="!", is_active=True)
+        UserChannelPreference.objects.create(user=user, channel_type="SMS", channel_user_id=f"+5698760{i:04d}")
+        existing.append(user.pk)
+    return existing
+
+
+def _status_callback_latency(samples):
+    from django.conf import settings
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    from notifications import inbound
+    from notifications.twilio_signature import compute
+    from sandbox.twilio import DEFAULT_AUTH_TOKEN
+
+    path = "/sms/twilio/status/"
+    url = settings.SITE_URL + path
+    client = Client(HTTP_HOST=url.split("/")[2].split(":")[0])
+    view, direct = [], []
+    with override_settings(TWILIO_AUTH_TOKEN=DEFAULT_AUTH_TOKEN):
+        for i in range(samples + 10):  # the first ten warm up imports and connections
+            params = {"MessageSid": f"SM{i:032x}", "MessageStatus": "delivered", "AccountSid": "AC1",
+                      "To": "+56987600001", "From": "+15005550006", "ApiVersion": "2010-04-01"}
+            signature = compute(DEFAULT_AUTH_TOKEN, url, params)
+            started = time.perf_counter()
+            response = client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 204:
+                raise RuntimeError(f"status callback answered {response.status_code}")
+            started = time.perf_counter()
+            inbound.record("SMS", f"SM{i:032x}:sent", params, kind="status", sender=params["To"])
+            baseline = (time.perf_counter() - started) * 1000
+            if i >= 10:
+                view.append(elapsed)
+                direct.append(baseline)
+    return {
+        "sms_callback_p50_ms": median(view),
+        "sms_callback_p99_ms": percentile(view, 99),
+        "sms_callback_record_p50_ms": median(direct),
+        "sms_callback_over_record": median(view) / median(direct),
+    }
+
+
 SCENARIOS = {
     "producer": producer,
     "pipeline": pipeline,
@@ -442,4 +534,5 @@ SCENARIOS = {
     "latency": latency,
     "memory": memory,
     "dashboard": dashboard,
+    "sms": sms,
 }
