@@ -82,6 +82,18 @@ def test_a_critical_prediction_reaches_the_operator_by_telegram_and_sms_and_is_d
     assert all(c["answer"] == 204 for c in sms.callbacks())
 
 
+def test_the_auth_token_never_reaches_the_log_or_the_rows(sms, sms_worker):
+    sms.configure(auth_ok=False)  # Twilio refuses the credentials: a configuration error is recorded
+    operator(telegram=None)
+    predict(make_asset(), "CRITICAL")
+    wait_for(lambda: sms_log().last_error, timeout=20, message="the configuration error")
+    log = sms_log()
+    assert log.status == "RETRYING" and "TWILIO_AUTH_TOKEN" in log.last_error
+    rows = list(MessageLog.objects.values_list("last_error", "payload")) + list(InboundEvent.objects.values_list(
+        "error", "payload"))
+    assert DEFAULT_AUTH_TOKEN not in repr(rows) and DEFAULT_AUTH_TOKEN not in sms_worker.log()
+
+
 def test_a_normal_prediction_does_not_go_by_sms(sms, sandbox):
     user = operator()
     predict(make_asset(), "MEDIUM")
