@@ -121,8 +121,17 @@ class UserChannelPreference(models.Model):
                 raise ValidationError({"channel_user_id": str(exc)}) from None
 
     def save(self, *args, **kwargs):
+        from .channels import registry
+
         if not self.min_priority or (self._state.adding and not self._min_priority_given):
             self.min_priority = self.channel_default_min_priority()
+        try:
+            # Stored canonical however it was written (receipts, STOP and the
+            # worker find the preference by the E.164 number); an invalid one
+            # stays as typed, and routing SKIPS it with the reason.
+            self.channel_user_id = registry.normalize_address(self.channel_type, self.channel_user_id)
+        except registry.InvalidAddress:
+            pass
         super().save(*args, **kwargs)
 
     def mark_unreachable(self, reason):

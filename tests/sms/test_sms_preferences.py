@@ -94,3 +94,10 @@ def test_the_demo_gives_sms_phones_the_critical_default():
     call_command("bootstrap_demo", stdout=io.StringIO())
     prefs = UserChannelPreference.objects.filter(channel_type="SMS")
     assert prefs.count() == 3 and set(prefs.values_list("min_priority", flat=True)) == {"critical"}
+
+
+def test_a_number_saved_through_the_orm_is_stored_in_e164_and_an_invalid_one_as_typed():
+    user = make_user()
+    good = UserChannelPreference.objects.create(user=user, channel_type="SMS", channel_user_id="9 8765 4321")
+    bad = UserChannelPreference.objects.create(user=make_user(), channel_type="SMS", channel_user_id="12345")
+    assert (good.channel_user_id, bad.channel_user_id) == ("+56987654321", "12345")
