@@ -1,5 +1,9 @@
 """The Twilio sandbox in-process, and this process's settings pointed at it."""
 
+import http.server
+import threading
+import urllib.parse
+
 import pytest
 
 from sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM, TwilioSandbox
@@ -28,3 +32,26 @@ def twilio(twilio_server, settings):
     channels.reset()
     yield twilio_server
     channels.reset()
+
+
+@pytest.fixture
+def receiver():
+    """A local endpoint that records what the sandbox POSTs to it."""
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            received.append((self.path, dict(urllib.parse.parse_qsl(body, keep_blank_values=True)), self.headers["X-Twilio-Signature"]))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()

@@ -2,11 +2,9 @@
 form encoding, E.164, the error codes, the sender's pace, signed callbacks,
 inbound SMS with STOP/START, and the phone pages."""
 
-import http.server
 import signal
 import subprocess
 import sys
-import threading
 import urllib.parse
 
 import pytest
@@ -23,29 +21,6 @@ TO = "+56987654321"
 def send(twilio, auth=AUTH, **form):
     data = {"To": TO, "From": DEFAULT_FROM, "Body": "hola", **form}
     return requests.post(twilio.messages_url, data={k: v for k, v in data.items() if v is not None}, auth=auth)
-
-
-@pytest.fixture
-def receiver():
-    """A local endpoint that records what the sandbox POSTs to it."""
-    received = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            received.append((self.path, dict(urllib.parse.parse_qsl(body, keep_blank_values=True)), self.headers["X-Twilio-Signature"]))
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize(("form", "auth", "status", "code"), [
