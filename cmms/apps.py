@@ -9,6 +9,7 @@ class CmmsConfig(AppConfig):
     def ready(self):
         from notifications import sms_inbound
 
-        from . import sms_commands
+        from . import sms_commands, whatsapp
 
         sms_inbound.register_command(sms_commands.handle)
+        whatsapp.register()

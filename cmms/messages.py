@@ -73,6 +73,20 @@ def duration(delta):
         return ngettext("%(n)d day", "%(n)d days", days) % {"n": days}
 
 
+def template_fields(context, **extra):
+    """A message context as plain text fields, for channels with templates
+    (WhatsApp): dates formatted, nothing but strings."""
+    fields = {}
+    for key, value in {**context, **extra}.items():
+        if value is None:
+            value = ""
+        elif hasattr(value, "strftime"):
+            value = value.strftime("%d-%m-%Y %H:%M")
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            fields[key] = str(value)
+    return fields
+
+
 def work_order_context(work_order, **extra):
     from .models import WorkOrderPriority, WorkOrderStatus
 

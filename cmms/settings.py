@@ -250,6 +250,13 @@ RATE_LIMITS = {
         "account": rate_limit("SMS_ACCOUNT", "1/s", 1, 5.0),
         "recipient": None,
     },
+    # WhatsApp Cloud API: 80 messages/s per business number by default (Meta
+    # raises it to 1000); one user takes about one message every 6 s (error
+    # 131056 beyond a short burst). RATE_LIMIT_WHATSAPP_ACCOUNT, _RECIPIENT.
+    "WHATSAPP": {
+        "account": rate_limit("WHATSAPP_ACCOUNT", "80/s", 1, 5.0),
+        "recipient": rate_limit("WHATSAPP_RECIPIENT", "10/min", 6, 0.5),
+    },
 }
 RATE_LIMIT = {
     # The limiter's Redis (a separate one is possible; the broker's by default).
@@ -312,6 +319,17 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # beat in batches (0 keeps everything).
 MESSAGE_LOG_RETENTION_DAYS = env_int("MESSAGE_LOG_RETENTION_DAYS", 180)
 MESSAGE_LOG_PURGE_BATCH = env_int("MESSAGE_LOG_PURGE_BATCH", 5000)
+# WhatsApp Business Cloud API (Meta Graph API). The token and the app secret
+# (webhook signatures) never reach logs or MessageLog; WHATSAPP_VERIFY_TOKEN is
+# what Meta's webhook set-up echoes (hub.verify_token).
+WHATSAPP_ACCESS_TOKEN = os.environ.get("WHATSAPP_ACCESS_TOKEN", "")
+WHATSAPP_PHONE_NUMBER_ID = os.environ.get("WHATSAPP_PHONE_NUMBER_ID", "")
+WHATSAPP_APP_SECRET = os.environ.get("WHATSAPP_APP_SECRET", "")
+WHATSAPP_VERIFY_TOKEN = os.environ.get("WHATSAPP_VERIFY_TOKEN", "")
+WHATSAPP_API_URL = os.environ.get("WHATSAPP_API_URL", "https://graph.facebook.com/v21.0").rstrip("/")
+WHATSAPP_TIMEOUT_S = env_float("WHATSAPP_TIMEOUT_S", 10.0)
+# The customer-service window a user's message opens (Meta: 24 h).
+WHATSAPP_WINDOW_S = env_float("WHATSAPP_WINDOW_S", 24 * 3600.0)
 
 # Phone numbers typed without a country code (SMS, WhatsApp) are read in this
 # region (ISO 3166 code) and stored in E.164.

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from cmms import metrics, ml_api, views
-from notifications import sms_webhooks
+from notifications import sms_webhooks, whatsapp_webhook
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -14,4 +14,5 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("sms/twilio/status/", sms_webhooks.status_callback, name="sms-twilio-status"),
     path("sms/twilio/inbound/", sms_webhooks.inbound_message, name="sms-twilio-inbound"),
+    path("whatsapp/webhook/", whatsapp_webhook.webhook, name="whatsapp-webhook"),
 ]

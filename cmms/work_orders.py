@@ -16,9 +16,8 @@ def notify_assignment(work_order, previous=None):
     """The new assignee gets the order with accept/reject buttons; a previous
     assignee is told it left them."""
     reassigned = previous is not None
-    title, body = messages.render(
-        "work_order_assigned", messages.work_order_context(work_order, reassigned=reassigned)
-    )
+    context = messages.work_order_context(work_order, reassigned=reassigned)
+    title, body = messages.render("work_order_assigned", context)
     seq = work_order.assignment_seq
     MessageRouter().send_to_user(
         user=work_order.assignee,
@@ -31,6 +30,7 @@ def notify_assignment(work_order, previous=None):
         actions=messages.work_order_actions(work_order),
         idempotency_key=f"wo:{work_order.pk}:assigned:{seq}",
         link=work_order.admin_url(),
+        context=messages.template_fields(context, assignment_seq=seq),
     )
     if reassigned and previous.is_active:
         title, body = messages.render("work_order_updated", messages.work_order_context(work_order))

@@ -5,7 +5,15 @@ from django.utils.translation import ngettext
 
 from . import dispatch
 from .forms import UserChannelPreferenceForm
-from .models import ChannelConfig, InAppNotification, InboundEvent, MessageLog, MessageStatus, UserChannelPreference
+from .models import (
+    ChannelConfig,
+    InAppNotification,
+    InboundEvent,
+    MessageLog,
+    MessageStatus,
+    UserChannelPreference,
+    WhatsAppTemplate,
+)
 
 
 @admin.register(ChannelConfig)
@@ -35,7 +43,7 @@ class UserChannelPreferenceAdmin(admin.ModelAdmin):
     )
     search_fields = ("user__username", "user__first_name", "user__last_name", "channel_user_id")
     autocomplete_fields = ("user",)
-    readonly_fields = ("unreachable_since", "created_at", "updated_at")
+    readonly_fields = ("unreachable_since", "window_opened_at", "created_at", "updated_at")
     actions = ["mark_reachable"]
 
     @admin.action(description=_("Mark selected addresses reachable again"))
@@ -44,6 +52,14 @@ class UserChannelPreferenceAdmin(admin.ModelAdmin):
         self.message_user(
             request, ngettext("%d preference marked reachable.", "%d preferences marked reachable.", n) % n
         )
+
+
+@admin.register(WhatsAppTemplate)
+class WhatsAppTemplateAdmin(admin.ModelAdmin):
+    list_display = ("message_type", "name", "language", "parameters", "quick_reply_buttons", "is_active", "updated_at")
+    list_editable = ("is_active",)
+    list_filter = ("is_active", "language")
+    search_fields = ("message_type", "name")
 
 
 @admin.register(MessageLog)

@@ -58,8 +58,13 @@ class MessageRouter:
         actions=None,
         idempotency_key=None,
         link="",
+        context=None,
     ):
         """Queue a message for one user on each of their enabled channels.
+
+        ``context``: the message's fields by name (``{"number": "OT-00042",
+        "asset": "Camión 001"}``), kept in the payload for channels that send
+        structured messages (WhatsApp templates take their parameters from it).
 
         Returns a RoutingResult, e.g. ``{'TELEGRAM': True}`` (True = accepted
         and queued). Raises RoutingError for invalid input, writing nothing.
@@ -70,6 +75,8 @@ class MessageRouter:
         prefs = list(UserChannelPreference.objects.filter(user=user, is_enabled=True))
         plan = self._plan(user, prefs, spec, self._enabled_channels())
         common = self._common_fields(spec, related_object_type, related_object_id, idempotency_key, link)
+        if context:
+            common["payload"]["context"] = {str(k): "" if v is None else str(v) for k, v in dict(context).items()}
         result = RoutingResult()
         rows = self._write(plan, common)
         for row in rows:

@@ -72,6 +72,8 @@ for _type in (
     MessageType("maintenance_reminder", "🔧", "reminders", Priority.NORMAL, _("Maintenance reminder")),
     MessageType("announcement", "📢", "alerts", Priority.NORMAL, _("Announcement")),
     MessageType("test_message", "✅", "alerts", Priority.NORMAL, _("Test message")),
+    # The bot's answer to someone who wrote to it (WhatsApp help, a decision's outcome).
+    MessageType("bot_reply", "", "alerts", Priority.NORMAL, _("Bot reply")),
 ):
     register(_type)
 

@@ -89,6 +89,9 @@ class UserChannelPreference(models.Model):
     # The person asked not to get messages on this address (SMS STOP, or the
     # provider's 21610); START clears it. Routing skips it meanwhile.
     opted_out_at = models.DateTimeField(_("opted out"), null=True, blank=True)
+    # WhatsApp: when the user last wrote to us, which opens Meta's 24-hour
+    # customer-service window (free text and buttons allowed inside it).
+    window_opened_at = models.DateTimeField(_("conversation window opened"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -326,3 +329,33 @@ class MessageStatsHour(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["hour", "channel_type", "status"], name="msgstats_unique_hour_channel_status")
         ]
+
+
+class WhatsAppTemplate(models.Model):
+    """The Meta-approved template a message type is sent as outside the
+    24-hour window: its name and language as approved in WhatsApp Manager and
+    the message fields that fill its body's {{1}}, {{2}}... in order."""
+
+    message_type = models.CharField(_("message type"), max_length=50, unique=True)
+    name = models.CharField(_("template name"), max_length=512)
+    language = models.CharField(_("language code"), max_length=15, default="es",
+                                help_text=_("As approved in WhatsApp Manager: es, es_CL, en_US..."))
+    parameters = models.JSONField(
+        _("body parameters"), default=list, blank=True,
+        help_text=_("Ordered message fields for {{1}}, {{2}}...: title, body, link, or a key of the message's "
+                    "context (number, asset, asset_code, site, due_at, failure_mode...)."),
+    )
+    quick_reply_buttons = models.PositiveSmallIntegerField(
+        _("quick-reply buttons"), default=0,
+        help_text=_("Quick-reply buttons the approved template has; the message's actions fill them in order."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("WhatsApp template")
+        verbose_name_plural = _("WhatsApp templates")
+        ordering = ["message_type"]
+
+    def __str__(self):
+        return f"{self.message_type} → {self.name} ({self.language})"

@@ -47,6 +47,9 @@ SANDBOX_TOKEN = "100000:sandbox-token-not-secret"  # the sandbox accepts any wel
 # The Twilio sandbox's account (python -m sandbox.twilio), used when TWILIO_ACCOUNT_SID is not set.
 TWILIO_SANDBOX_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1", "TWILIO_AUTH_TOKEN": "sandbox-twilio-auth-token-0001",
                       "TWILIO_FROM_NUMBER": "+15005550006"}
+# The WhatsApp sandbox's account (python -m sandbox.whatsapp), used when WHATSAPP_ACCESS_TOKEN is not set.
+WHATSAPP_SANDBOX_ENV = {"WHATSAPP_ACCESS_TOKEN": "sandbox-whatsapp-token", "WHATSAPP_PHONE_NUMBER_ID": "100200300400500",
+                        "WHATSAPP_APP_SECRET": "sandbox-whatsapp-app-secret"}
 HOST = "127.0.0.1"
 
 
@@ -67,6 +70,8 @@ def parse_args(argv=None):
                    help="Telegram sandbox (env SANDBOX_PORT, 8081)")
     p.add_argument("--twilio-port", type=int, default=env_int("TWILIO_SANDBOX_PORT", 8082),
                    help="Twilio SMS sandbox, when TWILIO_ACCOUNT_SID is not set (env TWILIO_SANDBOX_PORT, 8082)")
+    p.add_argument("--whatsapp-port", type=int, default=env_int("WHATSAPP_SANDBOX_PORT", 8083),
+                   help="WhatsApp sandbox, when WHATSAPP_ACCESS_TOKEN is not set (env WHATSAPP_SANDBOX_PORT, 8083)")
     p.add_argument("--redis-port", type=int, default=env_int("REDIS_PRIVATE_PORT", 6380),
                    help="preferred port of the private redis-server, when one is needed (env REDIS_PRIVATE_PORT, 6380)")
     p.add_argument("--concurrency", type=int, default=env_int("WORKER_CONCURRENCY", 8),
@@ -89,7 +94,7 @@ class Fatal(Exception):
 
 # --- output -------------------------------------------------------------------
 
-COLORS = {"redis": 31, "setup": 37, "sandbox": 35, "web": 32, "worker": 36, "beat": 33, "flower": 34}
+COLORS = {"redis": 31, "setup": 37, "sandbox": 35, "whatsapp": 92, "web": 32, "worker": 36, "beat": 33, "flower": 34}
 
 
 class Console:
@@ -347,6 +352,8 @@ class Supervisor:
             wanted.append(("SANDBOX_PORT / --sandbox-port", self.args.sandbox_port, "the Telegram sandbox"))
         if not os.environ.get("TWILIO_ACCOUNT_SID"):
             wanted.append(("TWILIO_SANDBOX_PORT / --twilio-port", self.args.twilio_port, "the Twilio sandbox"))
+        if not os.environ.get("WHATSAPP_ACCESS_TOKEN"):
+            wanted.append(("WHATSAPP_SANDBOX_PORT / --whatsapp-port", self.args.whatsapp_port, "the WhatsApp sandbox"))
         ports = [p for _, p, _ in wanted]
         if len(set(ports)) != len(ports):
             raise Fatal(f"two services were given the same port: {', '.join(f'{w} = {p}' for w, p, _ in wanted)}")
@@ -516,6 +523,15 @@ class Supervisor:
                                        env, ready_url=f"{twilio_url}/_sandbox/health")]
             if not self.wait_ready(twilio):
                 return None
+        if not os.environ.get("WHATSAPP_ACCESS_TOKEN"):
+            wa_url = f"http://{HOST}:{a.whatsapp_port}"
+            env.update(WHATSAPP_SANDBOX_ENV, WHATSAPP_API_URL=f"{wa_url}/v21.0")
+            whatsapp = [self.start_child("whatsapp", [
+                py, "-m", "sandbox.whatsapp", "--port", a.whatsapp_port, "--token", env["WHATSAPP_ACCESS_TOKEN"],
+                "--phone-number-id", env["WHATSAPP_PHONE_NUMBER_ID"], "--app-secret", env["WHATSAPP_APP_SECRET"],
+                "--webhook-url", f"http://{HOST}:{a.web_port}/whatsapp/webhook/"], env, ready_url=f"{wa_url}/")]
+            if not self.wait_ready(whatsapp):
+                return None
 
         web_url = f"http://{HOST}:{a.web_port}"
         flower_url = f"http://{HOST}:{a.flower_port}"
@@ -553,6 +569,8 @@ class Supervisor:
             out.append("  Telegram        the token stored by setup_telegram_bot (--no-sandbox)")
         if not os.environ.get("TWILIO_ACCOUNT_SID"):
             out.append(f"  SMS phones      http://{HOST}:{self.args.twilio_port}/   (local Twilio sandbox)")
+        if not os.environ.get("WHATSAPP_ACCESS_TOKEN"):
+            out.append(f"  WhatsApp chat   http://{HOST}:{self.args.whatsapp_port}/   (local WhatsApp sandbox)")
         if not self.args.no_flower:
             out.append(f"  Flower          {info['flower']}/")
         out.append(f"  Redis           {self.redis_note}")

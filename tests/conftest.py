@@ -60,6 +60,15 @@ def telegram_sandbox():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def whatsapp_sandbox():
+    from sandbox.whatsapp import WhatsAppSandbox
+
+    server = WhatsAppSandbox(port=0).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def sandbox(telegram_sandbox, settings):
     """The session's sandbox, emptied and with default config, and this
@@ -96,6 +105,17 @@ def database_url():
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def whatsapp_env(whatsapp_sandbox):
+    from sandbox import whatsapp
+
+    return {
+        "WHATSAPP_API_URL": whatsapp_sandbox.api_url,
+        "WHATSAPP_ACCESS_TOKEN": whatsapp.DEFAULT_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": whatsapp.DEFAULT_PHONE_NUMBER_ID,
+        "WHATSAPP_APP_SECRET": whatsapp.DEFAULT_APP_SECRET,
+    }
+
+
 def worker_env(redis_url, sandbox_url, **extra):
     env = {
         "DATABASE_URL": database_url(),
@@ -112,9 +132,10 @@ def worker_env(redis_url, sandbox_url, **extra):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_sandbox):
+def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_sandbox, whatsapp_sandbox):
     """One real worker for the session, consuming every queue."""
-    worker = Worker(worker_env(redis_server.url, telegram_sandbox.url), concurrency=8).start()
+    env = worker_env(redis_server.url, telegram_sandbox.url, **whatsapp_env(whatsapp_sandbox))
+    worker = Worker(env, concurrency=8).start()
     yield worker
     worker.stop()
 

@@ -54,6 +54,12 @@ def requests_needed(channel_type, message):
     return registry.get(channel_type).requests_needed(message)
 
 
+def prepare(log, message):
+    """The channel's last word before sending (registry ``prepare`` hook)."""
+    spec = registry.get(log.channel_type) if registry.is_registered(log.channel_type) else None
+    return spec.prepare(log, message) if spec and spec.prepare else message
+
+
 def reset():
     _local.channels = {}
     _local.accounts = {}

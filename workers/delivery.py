@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from notifications import message_types
-from notifications.channels import ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage
+from notifications.channels import ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage, SkipDelivery
 from notifications.models import MessageLog, MessageStatus, UserChannelPreference
 from notifications.redaction import redact
 
@@ -48,7 +48,10 @@ def deliver(message_id):
     if not claim(message_id):
         return "not-claimed"
     log = MessageLog.objects.get(pk=message_id)
-    outgoing = outgoing_message(log)
+    try:
+        outgoing = channels.prepare(log, outgoing_message(log))
+    except SkipDelivery as exc:
+        return record_skipped(log, str(exc))
     address, account = log.recipient, ""
     for _migration in range(MAX_MIGRATIONS + 1):
         try:
@@ -74,7 +77,7 @@ def deliver(message_id):
                 # Throttling is not the message's fault: no attempt is counted.
                 seconds = exc.retry_after or policy("BACKOFF_BASE_S")
                 metrics.incr("provider_429", log.channel_type)
-                ratelimit.note_retry_after(log.channel_type, address, seconds, account)
+                ratelimit.note_retry_after(log.channel_type, address, seconds, account, scope=exc.scope)
                 return defer(log, seconds, redact(str(exc))[:2000])
             return record_failure(log, exc)
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
@@ -154,6 +157,14 @@ def record_success(log, provider_id):
         **fields,
     )
     return "sent"
+
+
+def record_skipped(log, reason):
+    now = timezone.now()
+    MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SKIPPED, last_error=redact(reason)[:2000], lease_expires_at=None, next_attempt_at=None,
+        updated_at=now)
+    return "skipped"
 
 
 def record_failure(log, exc):

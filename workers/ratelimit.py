@@ -313,15 +313,16 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
         slept += blocked
 
 
-def note_retry_after(channel_type, address, seconds, account=""):
+def note_retry_after(channel_type, address, seconds, account="", scope=None):
     """A provider answered 429 with ``retry_after``: block the scope for that
-    long in every process. Returns the scope blocked, or "" when Redis is
+    long in every process (``scope``: "recipient" or "account" when the
+    provider said which; else RATE_LIMIT["RETRY_AFTER_SCOPE"] decides). Returns the scope blocked, or "" when Redis is
     unreachable (the row's own next_attempt_at still honours retry_after)."""
     scopes = {s.name: s for s in scopes_for(channel_type, address, account)}
     if not scopes:
         return ""
     keys = [scopes["recipient"].blocked_key, scopes["account"].blocked_key, f"{scopes['account'].key}:last429"]
-    mode = settings.RATE_LIMIT["RETRY_AFTER_SCOPE"]
+    mode = scope or settings.RATE_LIMIT["RETRY_AFTER_SCOPE"]
     try:
         scope = _run("block", keys, [round(float(seconds) * 1e6), str(address), mode])
     except LimiterUnavailable as exc:

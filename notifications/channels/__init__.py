@@ -1,3 +1,3 @@
-from .base import Channel, ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage
+from .base import Channel, ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage, SkipDelivery
 
-__all__ = ["Channel", "ChannelError", "ChatMigrated", "ConfigurationError", "OutgoingMessage"]
+__all__ = ["Channel", "ChannelError", "ChatMigrated", "ConfigurationError", "OutgoingMessage", "SkipDelivery"]

@@ -19,11 +19,14 @@ class ChannelError(Exception):
     timeout); the provider may have delivered it.
     ``opted_out``: the recipient asked not to get messages (SMS STOP): the
     worker records the opt-out on the preference until they opt in again.
+    ``scope``: which rate-limit scope ``retry_after`` applies to ("recipient"
+    or "account"), when the provider says (WhatsApp's error codes do); None
+    leaves it to the RATE_LIMIT["RETRY_AFTER_SCOPE"] setting.
     """
 
     def __init__(
         self, message, *, permanent=False, unreachable=False, retry_after=None, maybe_delivered=False, code=None,
-        opted_out=False,
+        opted_out=False, scope=None,
     ):
         super().__init__(message)
         self.message = message
@@ -33,6 +36,7 @@ class ChannelError(Exception):
         self.retry_after = retry_after
         self.maybe_delivered = maybe_delivered
         self.code = code
+        self.scope = scope
 
     def __str__(self):
         return self.message
@@ -52,6 +56,12 @@ class ChatMigrated(ChannelError):
         self.new_chat_id = str(new_chat_id)
 
 
+class SkipDelivery(Exception):
+    """Raised by a channel's ``prepare`` hook: this message must not be sent
+    on this channel (WhatsApp outside the 24-hour window without an approved
+    template). The row becomes SKIPPED with the message as its reason."""
+
+
 @dataclass
 class OutgoingMessage:
     title: str
@@ -63,6 +73,8 @@ class OutgoingMessage:
     link_label: str = ""
     # The message type's key: channels with a rendering per type (SMS) use it.
     message_type: str = ""
+    # Filled by a channel's prepare hook (e.g. WhatsApp: text or template).
+    extras: dict = field(default_factory=dict)
 
 
 class Channel:

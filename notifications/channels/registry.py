@@ -22,6 +22,7 @@ CHANNEL_MODULES = [
     "notifications.channels.telegram",
     "notifications.channels.sms",
     "notifications.channels.in_app",
+    "notifications.channels.whatsapp",
 ]
 
 
@@ -61,6 +62,10 @@ class ChannelSpec:
     # Turns a secret into the account's public id (a Telegram bot id is the
     # token's part before ':'); None: a hash of the secret.
     account_id_from_secret: Callable[[str], str] | None = None
+    # Called by the worker before sending, with the MessageLog row and its
+    # OutgoingMessage: returns the message to send (it may read the database,
+    # e.g. WhatsApp's 24-hour window and templates) or raises SkipDelivery.
+    prepare: Callable | None = None
 
     @property
     def delivered_on_write(self):

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from cmms.demo import create_demo_assets
-from notifications.models import ChannelType, UserChannelPreference
+from notifications.models import ChannelType, UserChannelPreference, WhatsAppTemplate
 
 DEMO_USERS = [
     # username, first, last, role, site, telegram chat id
@@ -60,6 +60,12 @@ class Command(BaseCommand):
                 UserChannelPreference.objects.get_or_create(
                     user=user, channel_type=ChannelType.SMS, defaults={"channel_user_id": DEMO_SMS_PHONES[username]}
                 )
+            UserChannelPreference.objects.get_or_create(  # the WhatsApp sandbox's phones: +569 + chat id + 00
+                user=user, channel_type=ChannelType.WHATSAPP, defaults={"channel_user_id": f"+569{chat_id}00"})
+        # The template the WhatsApp sandbox has "approved" (sandbox/whatsapp.py).
+        WhatsAppTemplate.objects.get_or_create(message_type="work_order_assigned", defaults={
+            "name": "cmms_orden_asignada", "language": "es", "quick_reply_buttons": 2,
+            "parameters": ["number", "title", "asset_name", "due_at"]})
         created += create_demo_assets()
         if created:
             self.stdout.write(self.style.SUCCESS(f"Created: {', '.join(created)}"))
