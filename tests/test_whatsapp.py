@@ -284,3 +284,78 @@ def test_undeliverable_in_a_status_marks_the_address_unreachable():
     pref = UserChannelPreference.objects.get(user=log.user)
     assert log.status == MessageStatus.UNDELIVERED and "131026" in log.last_error
     assert not pref.is_reachable and "131026" in pref.unreachable_reason
+
+
+# -- the delivery policy with the real limiter and the sandbox -----------------------------
+@pytest.fixture
+def delivering(sandbox, limiter, settings):
+    from workers import channels
+
+    settings.WHATSAPP_API_URL = sandbox.api_url
+    settings.WHATSAPP_ACCESS_TOKEN = wsb.DEFAULT_TOKEN
+    settings.WHATSAPP_PHONE_NUMBER_ID = wsb.DEFAULT_PHONE_NUMBER_ID
+    channels.reset()
+    yield sandbox
+    channels.reset()
+
+
+def _queued(phone):
+    user = make_user()
+    UserChannelPreference.objects.create(user=user, channel_type=ChannelType.WHATSAPP, channel_user_id=phone,
+                                         window_opened_at=timezone.now())
+    return MessageLog.objects.create(user=user, channel_type=ChannelType.WHATSAPP, recipient=phone,
+                                     message_type="announcement", title="Aviso", body="Corte de energía")
+
+
+@pytest.mark.django_db
+def test_a_pair_rate_error_defers_that_recipient_without_counting_an_attempt_and_others_go_on(delivering, limiter):
+    from workers import channels, delivery
+
+    busy, other = _queued("+56987650011"), _queued("+56987650012")
+    for log in (busy, other):
+        delivering.open_window(log.recipient)
+    delivering.fail_next(busy.recipient.lstrip("+"), 131056)
+    assert delivery.deliver(busy.pk) == "deferred"
+    assert delivery.deliver(other.pk) == "sent"
+    busy.refresh_from_db()
+    assert busy.status == MessageStatus.QUEUED and busy.attempts == 0 and "131056" in busy.last_error
+    assert busy.next_attempt_at > timezone.now() + timedelta(seconds=5)
+    account = channels.account_id("WHATSAPP")
+    waits = {phone: limiter.blocked_for(limiter.scopes_for("WHATSAPP", phone, account))[0]
+             for phone in (busy.recipient, other.recipient)}
+    assert waits[busy.recipient] > 5 and waits[other.recipient] == 0
+
+
+@pytest.mark.django_db
+def test_undeliverable_at_send_time_fails_the_message_and_marks_the_address(delivering):
+    from workers import delivery
+
+    log = _queued("+56987650013")
+    delivering.open_window(log.recipient)
+    delivering.fail_next(log.recipient.lstrip("+"), 131026)
+    assert delivery.deliver(log.pk) == "failed"
+    pref = UserChannelPreference.objects.get(user=log.user)
+    assert not pref.is_reachable and "131026" in pref.unreachable_reason
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_retried_and_never_marks_the_address(delivering):
+    from workers import delivery
+
+    log = _queued("+56987650014")
+    delivering.fail_next(log.recipient.lstrip("+"), 190)
+    assert delivery.deliver(log.pk) == "retrying"
+    log.refresh_from_db()
+    assert log.status == MessageStatus.RETRYING and "WHATSAPP_ACCESS_TOKEN" in log.last_error
+    assert UserChannelPreference.objects.get(user=log.user).is_reachable
+
+
+@pytest.mark.django_db
+def test_outside_the_window_without_template_the_worker_records_skipped_without_calling_meta(delivering):
+    from workers import delivery
+
+    log = _queued("+56987650015")
+    UserChannelPreference.objects.filter(user=log.user).update(window_opened_at=None)
+    assert delivery.deliver(log.pk) == "skipped"
+    log.refresh_from_db()
+    assert log.status == MessageStatus.SKIPPED and "24" in log.last_error and delivering.sent() == []
