@@ -26,6 +26,7 @@ SCENARIO_KEYS = {
     "memory": ("worker_rss_mb",),
     "dashboard": ("dashboard_1m_ms", "metrics_1m_ms"),
     "sms": ("sms_efficiency", "sms_429", "sms_callback_p50_ms", "sms_callback_p99_ms", "sms_callback_over_record"),
+    "whatsapp": ("whatsapp_efficiency", "whatsapp_throttled", "webhook_answer_p50_ms", "webhook_to_read_p50_ms"),
 }
 
 GOALS = {
@@ -40,6 +41,8 @@ GOALS = {
     "metrics_1m_ms": Goal("<=", 500),
     "sms_efficiency": Goal(">=", 0.95),
     "sms_429": Goal("<=", 0),
+    "whatsapp_efficiency": Goal(">=", 0.95),
+    "whatsapp_throttled": Goal("<=", 0),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -55,6 +58,7 @@ SIZES = {
         "memory_messages": 300,
         "dashboard_rows": 2_000,
         "sms_messages": 20, "callback_samples": 30,
+        "whatsapp_messages": 80, "webhook_samples": 10,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -65,5 +69,6 @@ SIZES = {
         "memory_messages": 10_000,
         "dashboard_rows": 1_000_000,
         "sms_messages": 200, "callback_samples": 500,
+        "whatsapp_messages": 2400, "webhook_samples": 200,
     },
 }

@@ -10,6 +10,7 @@ import threading
 import time
 
 from .harness import cpu_seconds, median, percentile, rss_mb
+from .whatsapp import whatsapp
 
 TITLE = "Orden de trabajo OT-12345"
 BODY = "Se te ha asignado la OT-12345: cambio de aceite del Camión <A&B>_01 en la faena Norte."
@@ -538,4 +539,5 @@ SCENARIOS = {
     "memory": memory,
     "dashboard": dashboard,
     "sms": sms,
+    "whatsapp": whatsapp,
 }

@@ -656,7 +656,7 @@ def _chat_page(sandbox, phone):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m sandbox.whatsapp", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--port", type=int, default=8083)
     parser.add_argument("--webhook-url", default="")
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--phone-number-id", default=DEFAULT_PHONE_NUMBER_ID)
