@@ -198,6 +198,8 @@ def resend_as_template(log):
     close_window(log.user_id)
     if (log.payload or {}).get("whatsapp", {}).get("force_template"):
         return f"#{log.pk}: 131047 for a template; not resent"
+    if not WhatsAppTemplate.objects.filter(message_type=log.message_type, is_active=True).exists():
+        return f"#{log.pk}: 131047 and message type {log.message_type} has no template; not resent"
     payload = dict(log.payload or {})
     payload["whatsapp"] = {"force_template": True, "fallback_of": log.pk}
     now = timezone.now()

@@ -359,3 +359,12 @@ def test_outside_the_window_without_template_the_worker_records_skipped_without_
     assert delivery.deliver(log.pk) == "skipped"
     log.refresh_from_db()
     assert log.status == MessageStatus.SKIPPED and "24" in log.last_error and delivering.sent() == []
+
+
+@pytest.mark.django_db
+def test_a_131047_status_without_a_template_to_fall_back_to_resends_nothing(no_broker):
+    log = _log(_user(timezone.now()), status=MessageStatus.SENT, provider_message_id="wamid.R")
+    outcome = wa.apply_status(_event("wamid.R", "failed", errors=[{"code": 131047, "message": "Re-engagement"}]))
+    assert "no template" in outcome and MessageLog.objects.count() == 1
+    assert MessageLog.objects.get(pk=log.pk).status == MessageStatus.UNDELIVERED
+    assert UserChannelPreference.objects.get(user=log.user).window_opened_at is None
