@@ -4,8 +4,8 @@ webhook's cost.
 Parts: ``python -m sandbox.whatsapp`` in its own process (enforcing 80/s
 with 130429 and the per-user pair rate with 131056, 100 ms latency), two
 worker processes, and the product's WSGI application served by Django's
-threaded server in this process, where the sandbox posts its signed status
-webhooks. Baselines in the same run: the configured limit itself, and the
+threaded server in this process, which takes the signed status webhooks.
+Baselines in the same run: the configured limit itself, and the
 verification handshake (a GET that records nothing) on the same server.
 """
 
@@ -174,6 +174,8 @@ def whatsapp(bench):
     return {
         "whatsapp_efficiency": rate / LIMIT,
         "whatsapp_throttled": int(by_code.get("130429", 0)) + int(by_code.get("131056", 0)),
+        "whatsapp_130429": int(by_code.get("130429", 0)),
+        "whatsapp_131056": int(by_code.get("131056", 0)),
         "whatsapp_rate_per_s": rate,
         "whatsapp_limit_per_s": LIMIT,
         "whatsapp_sent": len(at) / n,
