@@ -368,3 +368,68 @@ def test_a_131047_status_without_a_template_to_fall_back_to_resends_nothing(no_b
     assert "no template" in outcome and MessageLog.objects.count() == 1
     assert MessageLog.objects.get(pk=log.pk).status == MessageStatus.UNDELIVERED
     assert UserChannelPreference.objects.get(user=log.user).window_opened_at is None
+
+
+# -- button presses (cmms.whatsapp), without the worker -----------------------------------
+def _press(phone, reply, n=[0]):  # noqa: B006 - a counter for unique event ids
+    n[0] += 1
+    message = {"from": phone.lstrip("+"), "id": f"wamid.P{n[0]}", "timestamp": "1796000000", "type": "interactive",
+               "interactive": {"type": "button_reply", "button_reply": {"id": reply, "title": "✅ Aceptar"}}}
+    event, _ = inbound.record("WHATSAPP", f"message:{message['id']}", message, kind="interactive",
+                              sender=message["from"], publish=False)
+    return event
+
+
+def _offer(user, phone):
+    from tests.support.cmms import make_work_order
+
+    order = make_work_order()
+    order.assign(user)
+    log = MessageLog.objects.get(user=user, channel_type=ChannelType.WHATSAPP, related_object_id=str(order.pk))
+    return order, wa.reply_id(log.pk, 0)
+
+
+@pytest.mark.django_db
+def test_a_press_from_another_number_with_a_genuine_button_id_changes_nothing(no_broker):
+    from cmms import whatsapp as handler
+    from cmms.models import WorkOrderStatus
+
+    assignee, intruder = _user(timezone.now()), make_user(role="SUPERVISOR")
+    UserChannelPreference.objects.create(user=intruder, channel_type=ChannelType.WHATSAPP,
+                                         channel_user_id="+56987650099")
+    order, reply = _offer(assignee, PHONE)
+    outcome = handler.handle(_press("+56987650099", reply))
+    order.refresh_from_db()
+    assert "otro número" in outcome and order.status == WorkOrderStatus.ASSIGNED
+
+
+@pytest.mark.django_db
+def test_a_press_on_an_offer_made_before_a_reassignment_is_refused_as_stale(no_broker):
+    from cmms import whatsapp as handler
+    from cmms.models import WorkOrderStatus
+
+    user = _user(timezone.now())
+    order, old_reply = _offer(user, PHONE)
+    order.assign(make_user())
+    order.assign(user)  # the same person again: a new offer, the old button is stale
+    outcome = handler.handle(_press(PHONE, old_reply))
+    order.refresh_from_db()
+    assert "ya no está vigente" in outcome and order.status == WorkOrderStatus.ASSIGNED
+
+
+@pytest.mark.django_db
+def test_a_message_from_a_number_nobody_has_is_ignored():
+    from cmms import whatsapp as handler
+
+    with pytest.raises(inbound.Ignore):
+        handler.handle(_press("+56987650098", "wa1.1.0.00000000000000000000"))
+
+
+@pytest.mark.django_db
+def test_templates_are_editable_in_the_admin(admin_client):
+    assert admin_client.get("/admin/notifications/whatsapptemplate/add/").status_code == 200
+    answer = admin_client.post("/admin/notifications/whatsapptemplate/add/", {
+        "message_type": "critical_alert", "name": "cmms_alerta", "language": "es_CL",
+        "parameters": '["title", "body"]', "quick_reply_buttons": 0, "is_active": "on"})
+    assert answer.status_code == 302
+    assert WhatsAppTemplate.objects.get(message_type="critical_alert").parameters == ["title", "body"]
