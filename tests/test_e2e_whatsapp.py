@@ -101,9 +101,12 @@ def test_a_131047_status_after_a_free_form_send_resends_the_template_once(wa):
              message="the template after the 131047")
     copy = MessageLog.objects.get(idempotency_key=f"wa-131047:{log.pk}")
     wait_for_status([copy.pk], ("SENT", "DELIVERED"))
+    posted = len(wa.webhooks())
     wa.post_status(wa.sent(phone)[0]["id"], "failed", code=131047)  # Meta says it again
-    wait_for(lambda: InboundEvent.objects.filter(status="RECEIVED").count() == 0, timeout=30, message="quiet")
+    wait_for(lambda: [w["status"] for w in wa.webhooks()[posted:]][-1:] == [200], timeout=30,
+             message="the repeated status accepted")
     assert [m["type"] for m in wa.sent(phone)] == ["interactive", "template"]
+    assert MessageLog.objects.filter(user=user).count() == 2
     assert UserChannelPreference.objects.get(user=user, channel_type="WHATSAPP").window_opened_at is None
     assert "131047" in MessageLog.objects.get(pk=log.pk).last_error
 

@@ -433,3 +433,19 @@ def test_templates_are_editable_in_the_admin(admin_client):
         "parameters": '["title", "body"]', "quick_reply_buttons": 0, "is_active": "on"})
     assert answer.status_code == 302
     assert WhatsAppTemplate.objects.get(message_type="critical_alert").parameters == ["title", "body"]
+
+
+@pytest.mark.django_db
+def test_a_131047_status_handled_twice_resends_the_template_only_once(no_broker, django_capture_on_commit_callbacks):
+    WhatsAppTemplate.objects.create(message_type="work_order_assigned", name="cmms_aviso", parameters=["title"])
+    log = _log(_user(timezone.now()), status=MessageStatus.SENT, provider_message_id="wamid.T")
+    failed = {"errors": [{"code": 131047, "message": "Re-engagement message"}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = wa.apply_status(_event("wamid.T", "failed", **failed))
+    MessageLog.objects.filter(pk=log.pk).update(status=MessageStatus.SENT)  # the handler runs again (a retry)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = wa.apply_status(_event("wamid.T", "failed", **failed))
+    copy = MessageLog.objects.get(idempotency_key=f"wa-131047:{log.pk}")
+    assert "resent as template" in first and "already resent" in second
+    assert copy.payload["whatsapp"] == {"force_template": True, "fallback_of": log.pk}
+    assert no_broker == [(copy.pk, "WHATSAPP")]
