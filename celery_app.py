@@ -11,6 +11,10 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmms.settings")
 
+from workers import quiet_logs  # standard library only
+
+quiet_logs.install()  # no INFO line every 5 s for the relay and statistics tasks
+
 app = Celery("cmms")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 

@@ -36,15 +36,16 @@ FAILURE_MODES = [
 
 
 def create_demo_assets():
-    """Create the demo assets and plans that are missing; returns the codes and
-    tasks created (empty on a second run)."""
-    created = []
+    """Create the demo assets and plans that are missing; returns
+    ``{"assets": [codes], "plans": ["code: task"]}`` of what was created
+    (empty lists on a second run)."""
+    created = {"assets": [], "plans": []}
     for code, name, asset_type, site, criticality in DEMO_ASSETS:
         _asset, new = Asset.objects.get_or_create(
             code=code, defaults={"name": name, "asset_type": asset_type, "site": site, "criticality": criticality}
         )
         if new:
-            created.append(code)
+            created["assets"].append(code)
     technicians = {u.username: u for u in get_user_model().objects.filter(username__in={p[4] for p in DEMO_PLANS})}
     today = timezone.localdate()
     for code, task, interval, due_in, technician in DEMO_PLANS:
@@ -58,5 +59,5 @@ def create_demo_assets():
             },
         )
         if new:
-            created.append(f"{code}: {task}")
+            created["plans"].append(f"{code}: {task}")
     return created

@@ -11,6 +11,12 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from cmms import envfiles
+
+# .env (the user's) and var/run.env (what a running `make run` chose), never
+# overriding the real environment: see cmms/envfiles.py.
+ENV_FILE_ORIGINS = envfiles.load()
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CMMS_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -41,6 +47,7 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# `make run WEB_PORT=8100` publishes SITE_URL=http://127.0.0.1:8100 in var/run.env.
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -288,6 +295,9 @@ CMMS = {
 
 # --- Channels -----------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
+# Where TELEGRAM_BOT_TOKEN came from, for `setup_telegram_bot`'s status:
+# "environment", ".env" or "make run" (the local sandbox's token).
+TELEGRAM_BOT_TOKEN_ORIGIN = ENV_FILE_ORIGINS.get("TELEGRAM_BOT_TOKEN", "environment") if TELEGRAM_BOT_TOKEN else ""
 TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
 TELEGRAM_TIMEOUT_S = env_float("TELEGRAM_TIMEOUT_S", 10.0)
 

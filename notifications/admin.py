@@ -1,9 +1,16 @@
-from django.contrib import admin, messages
-from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+"""The "Omnichannel Bot" admin, written for a supervisor: what was sent to
+whom, on which channel, what went wrong, in sentences and local time."""
 
-from . import dispatch
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from . import channel_stats, dispatch, message_types
 from .forms import UserChannelPreferenceForm
 from .models import (
     ChannelConfig,
@@ -16,14 +23,98 @@ from .models import (
 )
 
 
+def short_duration(delta):
+    """``2 d 16 h``, ``3 h 5 min``, ``4 min 10 s``, ``12 s``: the two largest units."""
+    if delta is None:
+        return "-"
+    seconds = max(0, int(delta.total_seconds()))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+        if len(parts) == 2 or (parts and seconds == 0):
+            break
+    return " ".join(parts)
+
+
+def type_label(key):
+    """``📋 Orden de trabajo asignada`` for a registered type, the key otherwise."""
+    try:
+        mtype = message_types.get(key)
+    except message_types.UnknownMessageType:
+        return key
+    return f"{mtype.emoji} {mtype.label or key}"
+
+
+class MessageTypeFilter(admin.SimpleListFilter):
+    title = _("message type")
+    parameter_name = "message_type"
+
+    def lookups(self, request, model_admin):
+        return [(key, type_label(key)) for key in sorted(message_types.all_types())]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(message_type=self.value()) if self.value() else queryset
+
+
+class ChannelConfigForm(forms.ModelForm):
+    class Meta:
+        model = ChannelConfig
+        fields = ("channel_type", "is_enabled", "settings")
+        help_texts = {
+            "settings": _(
+                'A JSON object of options for this channel; leave {} (the default). Telegram reads nothing from it: '
+                "its token and API URL come from TELEGRAM_BOT_TOKEN and TELEGRAM_API_URL (environment or .env) or "
+                "from setup_telegram_bot --token. Never put a secret here: this field is stored in clear."
+            ),
+        }
+
+    def clean_settings(self):
+        value = self.cleaned_data["settings"]
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_('Settings must be a JSON object, e.g. {} or {"key": "value"}.'))
+        return value
+
+
 @admin.register(ChannelConfig)
 class ChannelConfigAdmin(admin.ModelAdmin):
-    list_display = (
-        "channel_type", "is_enabled", "messages_sent", "messages_failed", "last_used_at", "stats_updated_at",
-    )
+    form = ChannelConfigForm
+    list_display = ("channel_type", "is_enabled", "live_sent", "live_failed", "live_last_used")
     list_editable = ("is_enabled",)
-    readonly_fields = ("messages_sent", "messages_failed", "last_used_at", "stats_updated_at", "has_stored_secret")
-    fields = ("channel_type", "is_enabled", "settings", "has_stored_secret", *readonly_fields[:4])
+    readonly_fields = ("live_sent", "live_failed", "live_last_used", "has_stored_secret")
+    fields = ("channel_type", "is_enabled", "settings", "has_stored_secret", "live_sent", "live_failed",
+              "live_last_used")
+
+    def get_queryset(self, request):
+        # Counted when the page opens, not the beat task's copy (up to 30 s old):
+        # per channel one count on the (channel_type, status) index and one
+        # lookup on the (channel_type, sent_at) index.
+        def count(statuses):
+            return Coalesce(Subquery(
+                MessageLog.objects.filter(channel_type=OuterRef("channel_type"), status__in=statuses).order_by()
+                .values("channel_type").annotate(n=Count("pk")).values("n"),
+                output_field=IntegerField(),
+            ), Value(0))
+
+        last = MessageLog.objects.filter(channel_type=OuterRef("channel_type"), sent_at__isnull=False)
+        return super().get_queryset(request).annotate(
+            live_sent_n=count(channel_stats.ACCEPTED),
+            live_failed_n=count(channel_stats.NOT_DELIVERED),
+            live_last=Subquery(last.order_by("-sent_at").values("sent_at")[:1]),
+        )
+
+    @admin.display(description=_("messages sent"), ordering="live_sent_n")
+    def live_sent(self, obj):
+        return obj.live_sent_n
+
+    @admin.display(description=_("messages failed"), ordering="live_failed_n")
+    def live_failed(self, obj):
+        return obj.live_failed_n
+
+    @admin.display(description=_("last used"), ordering="live_last")
+    def live_last_used(self, obj):
+        return obj.live_last
 
     @admin.display(boolean=True, description=_("token stored (encrypted)"))
     def has_stored_secret(self, obj):
@@ -43,8 +134,12 @@ class UserChannelPreferenceAdmin(admin.ModelAdmin):
     )
     search_fields = ("user__username", "user__first_name", "user__last_name", "channel_user_id")
     autocomplete_fields = ("user",)
-    readonly_fields = ("unreachable_since", "window_opened_at", "created_at", "updated_at")
+    readonly_fields = ("unreachable_since", "unreachable_for", "window_opened_at", "created_at", "updated_at")
     actions = ["mark_reachable"]
+
+    @admin.display(description=_("unreachable for"))
+    def unreachable_for(self, obj):
+        return short_duration(timezone.now() - obj.unreachable_since) if obj.unreachable_since else "-"
 
     @admin.action(description=_("Mark selected addresses reachable again"))
     def mark_reachable(self, request, queryset):
@@ -64,11 +159,10 @@ class WhatsAppTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(MessageLog)
 class MessageLogAdmin(admin.ModelAdmin):
-    list_display = (
-        "id", "created_at", "channel_type", "user", "recipient", "message_type", "priority", "status", "attempts",
-        "short_error", "provider_message_id",
-    )
-    list_filter = ("status", "channel_type", "message_type", "priority", "possible_duplicate", "created_at")
+    # Six short columns: the list fits 1366 px with the filter sidebar.
+    list_display = ("when", "summary", "status", "channel", "to", "short_error")
+    list_display_links = ("summary",)
+    list_filter = ("status", "channel_type", MessageTypeFilter, "priority", "possible_duplicate", "created_at")
     search_fields = (
         "title", "body", "recipient", "user__username", "provider_message_id", "related_object_id", "last_error",
     )
@@ -76,6 +170,15 @@ class MessageLogAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     actions = ["resend_failed"]
     show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("summary", "status", "channel_type", "to", "priority", "body", "buttons_and_link",
+                           "last_error")}),
+        (_("Delivery"), {"fields": ("attempts", "created_at", "sent_at", "time_to_send", "failed_at",
+                                    "next_attempt_at", "possible_duplicate", "provider_message_id")}),
+        (_("Related record"), {"fields": ("related_object_type", "related_object_id", "idempotency_key"),
+                               "classes": ("collapse",)}),
+    )
+    readonly_fields = ("summary", "to", "buttons_and_link", "time_to_send")
 
     def has_add_permission(self, request):
         return False
@@ -83,9 +186,61 @@ class MessageLogAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description=_("created"), ordering="created_at")
+    def when(self, obj):
+        # Day and time in the configured zone; the date hierarchy above gives the year.
+        return timezone.localtime(obj.created_at).strftime("%d-%m %H:%M")
+
+    @admin.display(description=_("channel"), ordering="channel_type")
+    def channel(self, obj):
+        return obj.get_channel_type_display()
+
+    @admin.display(description=_("message"), ordering="title")
+    def summary(self, obj):
+        title = obj.title or obj.body
+        title = title if len(title) <= 70 else title[:69] + "…"
+        return format_html('{}<br><span class="quiet">{}</span>', title, type_label(obj.message_type))
+
+    @admin.display(description=_("to"), ordering="recipient")
+    def to(self, obj):
+        name = (obj.user.get_full_name() or obj.user.get_username()) if obj.user_id else ""
+        if name and obj.recipient:
+            return format_html('{}<br><span class="quiet">{}</span>', name, obj.recipient)
+        return name or obj.recipient or "-"
+
     @admin.display(description=_("last error"))
     def short_error(self, obj):
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+        return (obj.last_error[:60] + "…") if len(obj.last_error) > 60 else obj.last_error
+
+    @admin.display(description=_("time to send"))
+    def time_to_send(self, obj):
+        return short_duration(obj.sent_at - obj.created_at) if obj.sent_at else "-"
+
+    @admin.display(description=_("buttons and link"))
+    def buttons_and_link(self, obj):
+        payload = obj.payload or {}
+        parts = []
+        actions = payload.get("actions") or []
+        if actions:
+            parts.append(format_html(
+                "{}: {}", gettext("Buttons"),
+                format_html_join(" ", '<span style="border:1px solid #999;border-radius:4px;padding:0 .4em" '
+                                      'title="{}">{}</span>',
+                                 ((a.get("callback_data", ""), a.get("text", "")) for a in actions))))
+        if payload.get("link"):
+            parts.append(format_html('{}: <a href="{}" rel="noopener">{}</a>', gettext("Link"), payload["link"],
+                                     payload["link"]))
+        others = {k: v for k, v in payload.items() if k not in ("actions", "link")}
+        for key, value in others.items():
+            parts.append(format_html("{}: {}", key, value))
+        return format_html_join("", "<div>{}</div>", ((p,) for p in parts)) if parts else "-"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            # The sentence is the title; the model's own name would repeat it as a subtitle.
+            extra_context = {**(extra_context or {}), "title": message_sentence(obj), "subtitle": None}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description=_("Re-send selected failed messages"))
     def resend_failed(self, request, queryset):
@@ -109,12 +264,24 @@ class MessageLogAdmin(admin.ModelAdmin):
         )
 
 
+def message_sentence(obj):
+    """``«Orden de trabajo asignada» para Ana Rojas por Telegram: Fallido``."""
+    who = (obj.user.get_full_name() or obj.user.get_username()) if obj.user_id else obj.recipient
+    return gettext("«%(title)s» to %(who)s via %(channel)s: %(status)s") % {
+        "title": obj.title or type_label(obj.message_type), "who": who or "-",
+        "channel": obj.get_channel_type_display(), "status": obj.get_status_display()}
+
+
 @admin.register(InAppNotification)
 class InAppNotificationAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "message_type", "title", "priority", "read_at")
-    list_filter = ("message_type", "priority", ("read_at", admin.EmptyFieldListFilter))
+    list_display = ("created_at", "user", "type_with_label", "title", "priority", "read_at")
+    list_filter = (MessageTypeFilter, "priority", ("read_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "body", "user__username")
     readonly_fields = ("created_at",)
+
+    @admin.display(description=_("message type"), ordering="message_type")
+    def type_with_label(self, obj):
+        return type_label(obj.message_type)
 
 
 @admin.register(InboundEvent)

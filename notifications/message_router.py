@@ -74,6 +74,13 @@ class MessageRouter:
         spec = self._validate(title, message, message_type, priority, actions)
         prefs = list(UserChannelPreference.objects.filter(user=user, is_enabled=True))
         plan = self._plan(user, prefs, spec, self._enabled_channels())
+        if not user.is_active:
+            # The seed: only active (authenticated) users receive notifications.
+            # Recorded, not raised, so the producer's call stands and the
+            # operator reads why in MessageLog (broadcasts leave them out).
+            reason = _("User %(username)s is inactive: only active users receive notifications.") % {
+                "username": user.get_username()}
+            plan = [(pref, MessageStatus.SKIPPED, reason, *rest) for pref, _status, _reason, *rest in plan]
         common = self._common_fields(spec, related_object_type, related_object_id, idempotency_key, link)
         if context:
             common["payload"]["context"] = {str(k): "" if v is None else str(v) for k, v in dict(context).items()}
@@ -263,7 +270,8 @@ class MessageRouter:
                 MessageLog.objects.bulk_create(rows, batch_size=1000)
                 for row in rows:
                     row._created = True
-            inbox = [self._in_app(row) for row in rows if row.channel_type == ChannelType.IN_APP and row._created]
+            inbox = [self._in_app(row) for row in rows
+                     if row.channel_type == ChannelType.IN_APP and row._created and row.status == MessageStatus.SENT]
             if inbox:
                 InAppNotification.objects.bulk_create(inbox, batch_size=1000)
             queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]

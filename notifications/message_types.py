@@ -8,6 +8,7 @@ the product's own types, or from a project's AppConfig.ready().
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import RoutingError
@@ -56,7 +57,9 @@ def get(key):
         return _REGISTRY[key]
     except KeyError:
         raise UnknownMessageType(
-            f"Unknown message type {key!r}. Known types: {', '.join(sorted(_REGISTRY))}"
+            gettext("Unknown message type %(key)r. Known types: %(known)s. Register a new one in "
+                    "notifications/message_types.py (or from an AppConfig.ready()), so web, worker and beat "
+                    "all see it.") % {"key": key, "known": ", ".join(sorted(_REGISTRY))}
         ) from None
 
 

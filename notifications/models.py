@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -230,7 +231,9 @@ class MessageLog(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.pk} {self.channel_type} → {self.recipient or self.user_id} [{self.status}]"
+        # A sentence: it is the admin's breadcrumb and the title of related pages.
+        return gettext("Message %(id)s to %(recipient)s via %(channel)s") % {
+            "id": self.pk, "recipient": self.recipient or self.user_id, "channel": self.get_channel_type_display()}
 
 
 class InAppNotification(models.Model):

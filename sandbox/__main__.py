@@ -1,6 +1,7 @@
 """python -m sandbox: run the Telegram sandbox until SIGTERM or SIGINT."""
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -32,11 +33,30 @@ def parse_args(argv=None):
     parser.add_argument("--timeout-delay-s", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--strict-chats", action="store_true", help="only chats set 'ok' via /_sandbox/chats exist")
+    parser.add_argument("--known-chats", metavar="FILE", default=None,
+                        help="JSON list of chats ({chat_id, first_name, last_name, username}), or an object with such a "
+                             "'chats' list, that exist; implies "
+                             "--strict-chats, so any other chat id answers 'chat not found' as Telegram would")
     parser.add_argument("--revoked-token", action="append", default=[], help="answer 401 for this token")
     parser.add_argument("--bot-username", default="cmms_sandbox_bot")
     parser.add_argument("--callback-answer-timeout-s", type=float, default=15.0)
     parser.add_argument("--quiet", action="store_true", help="do not log each Bot API request")
     return parser.parse_args(argv)
+
+
+def load_known_chats(path):
+    """The chats of --known-chats, validated: a bad file stops the sandbox with the reason."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            chats = json.load(fh)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"sandbox: cannot read --known-chats {path}: {exc}")
+    if isinstance(chats, dict):  # bootstrap_demo --summary-json: {"logins": [...], "chats": [...]}
+        chats = chats.get("chats")
+    if not isinstance(chats, list) or not all(isinstance(c, dict) and "chat_id" in c for c in chats):
+        sys.exit(f"sandbox: --known-chats {path} must be a JSON list of objects with a chat_id")
+    fields = ("chat_id", "first_name", "last_name", "username", "title", "type")
+    return [{k: c[k] for k in fields if c.get(k) not in (None, "")} for c in chats]
 
 
 def main(argv=None):
@@ -62,11 +82,14 @@ def main(argv=None):
         timeout_rate=args.timeout_rate,
         timeout_delay_s=args.timeout_delay_s,
         seed=args.seed,
-        strict_chats=args.strict_chats,
+        strict_chats=args.strict_chats or bool(args.known_chats),
         revoked_tokens=args.revoked_token,
         bot_username=args.bot_username,
         callback_answer_timeout_s=args.callback_answer_timeout_s,
     )
+    if args.known_chats:
+        for chat in load_known_chats(args.known_chats):
+            sandbox.set_chat(**chat)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,6 +1,7 @@
 """Sandbox options: defaults, and validation of partial updates."""
 
 import copy
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["DEFAULTS", "chat_key", "defaults", "normalize"]
 
@@ -28,6 +29,10 @@ DEFAULTS = {
     "strict_chats": False,  # True: only chats set "ok" through the control API exist
     "strict_html_entities": True,  # False: keep unknown entities and bare "&" as text, like Telegram
     "callback_answer_timeout_s": 15.0,
+    # The chat page: "es" or "en" ("" = LANGUAGE_CODE, else es), and the IANA
+    # time zone of its times ("" = TIME_ZONE, else America/Santiago).
+    "language": "",
+    "time_zone": "",
     "max_stored_messages": 200_000,  # beyond this the oldest records are forgotten (long benchmarks)
     # Webhook delivery
     "webhook_max_attempts": 3,
@@ -86,6 +91,16 @@ def _force_429(value):
     return {"scope": scope, "retry_after": retry_after, "duration_s": duration}
 
 
+def _time_zone(value):
+    if value in (None, ""):
+        return ""
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time_zone {value!r} is not an IANA time zone (e.g. America/Santiago)") from None
+    return str(value)
+
+
 def chat_key(value):
     """Normalise a chat id: an int, or "@username" (lower case); None if neither."""
     if isinstance(value, bool):
@@ -124,6 +139,12 @@ def normalize(changes):
             clean[name] = _bool(name, value)
         elif name in _STRINGS:
             clean[name] = str(value)
+        elif name == "language":
+            if value not in ("", "es", "en"):
+                raise ValueError('language must be "es", "en" or ""')
+            clean[name] = value
+        elif name == "time_zone":
+            clean[name] = _time_zone(value)
         elif name == "seed":
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, str))):
                 raise ValueError("seed must be null, an integer or a string")

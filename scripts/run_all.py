@@ -15,17 +15,25 @@ What it does, in order:
 4. Django ``runserver``, one Celery worker consuming every queue, celery beat
    with the DatabaseScheduler, and Flower.
 
+What it chose (the Redis URL, the sandbox's URL and token, the ports,
+SITE_URL) is published in var/run.env, which every ``manage.py`` and
+``celery`` process reads after ``.env`` without overriding either
+(cmms/envfiles.py), so commands typed in a second terminal talk to this run.
+The file goes away when run_all stops. Variables in ``.env`` count as set
+(e.g. a TELEGRAM_BOT_TOKEN there means the real Bot API, no sandbox).
+
 Each child's output is prefixed with its name. Ctrl-C (or SIGTERM) stops all
 children: SIGTERM, then SIGKILL after a timeout. If a child dies on its own,
 its last lines are printed, everything is stopped and the exit status is 1.
 
-Standard library only; run it with the project's virtualenv Python
+Standard library plus python-dotenv (through cmms/envfiles.py); run it with the project's virtualenv Python
 (``make run`` does), since the children need Django and Celery.
 """
 
 import argparse
 import collections
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -42,7 +50,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_services import DEFAULT_REDIS_URL, redact_url, redis_ping
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+VAR = Path(os.environ.get("CMMS_VAR_DIR") or ROOT / "var")
+DEMO_SUMMARY = VAR / "demo-summary.json"
+
+
+def _load_envfiles():
+    """cmms/envfiles.py by path: importing the cmms package would load Django."""
+    spec = importlib.util.spec_from_file_location("cmms_envfiles", ROOT / "cmms" / "envfiles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 SANDBOX_TOKEN = "100000:sandbox-token-not-secret"  # the sandbox accepts any well-shaped token
 # The Twilio sandbox's account (python -m sandbox.twilio), used when TWILIO_ACCOUNT_SID is not set.
 TWILIO_SANDBOX_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1", "TWILIO_AUTH_TOKEN": "sandbox-twilio-auth-token-0001",
@@ -137,6 +154,7 @@ def say(text=""):
 
 # Readiness checks go straight to 127.0.0.1, whatever http_proxy says.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+ENVFILES = _load_envfiles()
 
 class Child:
     """A child process in its own session (a terminal's Ctrl-C reaches only
@@ -371,6 +389,11 @@ class Supervisor:
     def base_env(self):
         env = dict(os.environ)
         env.setdefault("DJANGO_SETTINGS_MODULE", "cmms.settings")
+        # Every process logs in the project's time zone (Django sets TZ for its
+        # own processes; the sandbox and redis-server would otherwise use the system's).
+        env["TZ"] = env.get("TIME_ZONE") or "America/Santiago"
+        # Links in messages point where this run serves.
+        env["SITE_URL"] = env.get("SITE_URL") or f"http://{HOST}:{self.args.web_port}"
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
         # The worker talks to the sandbox on 127.0.0.1: never through a proxy.
@@ -499,19 +522,22 @@ class Supervisor:
         if self.run_once("manage.py migrate --noinput", [py, "manage.py", "migrate", "--noinput"], env) is None:
             return None
         say("creating the demo users")
-        lines = self.run_once("manage.py bootstrap_demo", [py, "manage.py", "bootstrap_demo"], env)
+        DEMO_SUMMARY.unlink(missing_ok=True)
+        lines = self.run_once("manage.py bootstrap_demo",
+                              [py, "manage.py", "bootstrap_demo", "--summary-json", DEMO_SUMMARY], env)
         if lines is None:
             return None
-        logins = []
-        if "Logins:" in lines:
-            logins = [ln.strip() for ln in lines[lines.index("Logins:") + 1:] if ln.strip()]
+        logins = demo_logins(DEMO_SUMMARY)
 
         first = []
         if self.use_sandbox:
             sandbox_url = f"http://{HOST}:{a.sandbox_port}"
             env["TELEGRAM_API_URL"] = sandbox_url
             env["TELEGRAM_BOT_TOKEN"] = SANDBOX_TOKEN
-            first.append(self.start_child("sandbox", [py, "-m", "sandbox", "--host", HOST, "--port", a.sandbox_port],
+            # The sandbox knows exactly the demo users' chats: any other chat id
+            # answers "chat not found", as Telegram would.
+            first.append(self.start_child("sandbox", [py, "-m", "sandbox", "--host", HOST, "--port", a.sandbox_port,
+                                                      "--known-chats", DEMO_SUMMARY],
                                           env, ready_url=f"{sandbox_url}/"))
             if not self.wait_ready(first):
                 return None
@@ -552,8 +578,22 @@ class Supervisor:
                                          ready_url=f"{flower_url}/"))
         if not self.wait_ready(rest):
             return None
+        self.publish(env)
         return {"web": web_url, "flower": flower_url, "logins": logins,
                 "sandbox": f"http://{HOST}:{a.sandbox_port}/" if self.use_sandbox else None}
+
+    def publish(self, env):
+        """var/run.env: what this run chose, for commands in other terminals."""
+        names = ["REDIS_URL", "SITE_URL", "WEB_PORT", "FLOWER_PORT"]
+        values = {"WEB_PORT": self.args.web_port, "FLOWER_PORT": self.args.flower_port}
+        if self.use_sandbox:
+            names += ["TELEGRAM_API_URL", "TELEGRAM_BOT_TOKEN", "SANDBOX_PORT"]
+            values["SANDBOX_PORT"] = self.args.sandbox_port
+        if env.get("TWILIO_ACCOUNT_SID") == TWILIO_SANDBOX_ENV["TWILIO_ACCOUNT_SID"]:  # the Twilio sandbox's, not a real one
+            names += [*TWILIO_SANDBOX_ENV, "TWILIO_API_URL", "TWILIO_SANDBOX_PORT"]
+            values["TWILIO_SANDBOX_PORT"] = self.args.twilio_port
+        published = {n: values.get(n, env.get(n)) for n in names if values.get(n, env.get(n)) is not None}
+        self.run_env = ENVFILES.write_run_env(published, os.getpid())
 
     def banner(self, info):
         rule = "=" * 72
@@ -577,6 +617,9 @@ class Supervisor:
         out.append(f"  Database        {redact_url(db) if db else 'SQLite, var/db.sqlite3'}")
         if info["logins"]:
             out += ["", "  Logins (user / password):"] + [f"    {ln}" for ln in info["logins"]]
+        if getattr(self, "run_env", None):
+            shown = self.run_env.relative_to(ROOT) if self.run_env.is_relative_to(ROOT) else self.run_env
+            out += ["", f"  Other terminals: manage.py and celery read {shown} (Redis, sandbox token, SITE_URL)"]
         out += ["", "  Ctrl-C to stop.", rule]
         for line in out:
             console.say(line)
@@ -618,6 +661,7 @@ class Supervisor:
 
     def shutdown(self):
         self.stopping = True
+        ENVFILES.remove_run_env(os.getpid())
         running = [c for c in self.children + ([self.redis] if self.redis else []) if c.alive()]
         if not running:
             if self.children or self.redis:
@@ -633,7 +677,31 @@ class Supervisor:
         say("stopped")
 
 
+def demo_logins(path):
+    """The banner's login lines from bootstrap_demo --summary-json."""
+    try:
+        logins = json.loads(Path(path).read_text(encoding="utf-8"))["logins"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = []
+    for login in logins:
+        chat = f", Telegram chat {login['chat_id']}" if login.get("chat_id") else ""
+        sms = f", SMS {login['sms']}" if login.get("sms") else ""
+        lines.append(f"{login['username']} / {login['password']}  ({login['role']}{chat}{sms})")
+    return lines
+
+
+def apply_user_env():
+    """.env counts as set for run_all's own decisions (sandbox or not, Redis URL),
+    never overriding the real environment."""
+    if os.environ.get("CMMS_ENV_FILES", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    for name, value in ENVFILES.read_user_env().items():
+        os.environ.setdefault(name, value)
+
+
 def main(argv=None):
+    apply_user_env()
     args = parse_args(argv)
     sup = Supervisor(args)
     sup.install_signal_handlers()

@@ -94,9 +94,10 @@ class TelegramChannel(Channel):
 
     def __init__(self, token, api_url="https://api.telegram.org", timeout=10.0, session=None):
         if not token:
-            raise ConfigurationError(
-                "Telegram is not configured: set TELEGRAM_BOT_TOKEN or run `manage.py setup_telegram_bot --token`."
-            )
+            raise ConfigurationError(_(
+                "Telegram is not configured: set TELEGRAM_BOT_TOKEN (environment or .env) or run "
+                "`manage.py setup_telegram_bot --token`."
+            ))
         register_secret(token)
         self._token = token
         self.api_url = api_url.rstrip("/")

@@ -99,7 +99,7 @@ def test_one_chat_page_shows_only_that_chat_and_marks_edits(sandbox, bot):
     bot.send(43, "otro chat")
     bot.call("editMessageText", chat_id=42, message_id=1, text="editado")
     page = requests.get(f"{sandbox.url}/chat/42", timeout=5).text
-    assert "editado" in page and "edited" in page and "otro chat" not in page
+    assert "editado" in page and "editado (1x)" in page and "otro chat" not in page
 
 
 def test_pages_and_config_never_show_a_token(sandbox, bot):

@@ -6,6 +6,8 @@ import random
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cmms.demo import FAILURE_MODES
 from cmms.models import Asset, RiskLevel
@@ -21,25 +23,25 @@ RISKS = [
 
 
 class Command(BaseCommand):
-    help = "Record random failure predictions for the demo assets (seedable) through record_prediction."
+    help = gettext_lazy("Record random failure predictions for the demo assets (seedable) through record_prediction.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--count", type=int, default=10, help="How many predictions (default 10).")
-        parser.add_argument("--seed", type=int, default=None, help="Seed for a repeatable run.")
-        parser.add_argument("--asset", action="append", default=[], help="Only this asset code (repeatable).")
+        parser.add_argument("--count", type=int, default=10, help=gettext_lazy("How many predictions (default 10)."))
+        parser.add_argument("--seed", type=int, default=None, help=gettext_lazy("Seed for a repeatable run."))
+        parser.add_argument("--asset", action="append", default=[], help=gettext_lazy("Only this asset code (repeatable)."))
         parser.add_argument("--min-risk", choices=RiskLevel.values, default=RiskLevel.LOW,
-                            help="Draw only risks at or above this level.")
-        parser.add_argument("--interval", type=float, default=0.0, help="Seconds between predictions.")
+                            help=gettext_lazy("Draw only risks at or above this level."))
+        parser.add_argument("--interval", type=float, default=0.0, help=gettext_lazy("Seconds between predictions."))
         parser.add_argument("--model-version", default="demo-random-v1")
 
     def handle(self, *args, count, seed, asset, min_risk, interval, model_version, **opts):
         if count < 1:
-            raise CommandError("--count must be at least 1.")
+            raise CommandError(_("--count must be at least 1."))
         assets = list(Asset.objects.filter(is_active=True).order_by("code"))
         if asset:
             assets = [a for a in assets if a.code in set(asset)]
         if not assets:
-            raise CommandError("No active assets. Run `manage.py bootstrap_demo` first.")
+            raise CommandError(_("No active assets. Run `manage.py bootstrap_demo` first."))
         rng = random.Random(seed)
         risks = RISKS[RiskLevel.values.index(min_risk):]
         for n in range(count):
@@ -57,7 +59,7 @@ class Command(BaseCommand):
                 f"{target.code:<9} {risk:<8} p={probability:.2f} {mode:<30} "
                 f"{prediction.get_action_display()}"
                 + (f" {order.number} → {order.assignee or '-'}" if order else "")
-                + (" [alert queued]" if prediction.alerted else "")
+                + (" [" + _("alert queued") + "]" if prediction.alerted else "")
             )
             if interval and n < count - 1:
                 time.sleep(interval)

@@ -2,14 +2,20 @@
 and maintenance plans (idempotent).
 
 Used by ``make run`` on first start so that a newcomer can log in and watch
-messages reach the Telegram sandbox.
+messages reach the Telegram sandbox. ``--summary-json FILE`` also writes the
+logins and the demo users' Telegram chats for ``make run``: the banner shows
+the logins, and the sandbox knows exactly those chats (any other chat id
+answers "chat not found", as Telegram would).
 """
 
+import json
 import os
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from cmms.demo import create_demo_assets
 from notifications.models import ChannelType, UserChannelPreference, WhatsAppTemplate
@@ -29,19 +35,21 @@ DEMO_SMS_PHONES = {"operador1": "+56987650001", "operador2": "+56987650002", "su
 
 
 class Command(BaseCommand):
-    help = "Create the admin user and demo users with Telegram and in-app preferences (idempotent)."
+    help = _("Create the admin user and demo users with Telegram and in-app preferences (idempotent).")
 
     def add_arguments(self, parser):
         parser.add_argument("--admin-password", default=os.environ.get("DEMO_ADMIN_PASSWORD", "admin"))
         parser.add_argument("--password", default=os.environ.get("DEMO_PASSWORD", "demo1234"))
+        parser.add_argument("--summary-json", metavar="FILE", default=None,
+                            help=_("Also write the logins and the demo users' Telegram chats to FILE (JSON)."))
 
     @transaction.atomic
     def handle(self, *args, **opts):
         User = get_user_model()
-        created = []
+        users = []
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", opts["admin_password"], role="ADMIN")
-            created.append("admin")
+            users.append("admin")
         for username, first, last, role, site, chat_id in DEMO_USERS:
             user, new = User.objects.get_or_create(
                 username=username,
@@ -51,7 +59,7 @@ class Command(BaseCommand):
             if new:
                 user.set_password(opts["password"])
                 user.save(update_fields=["password"])
-                created.append(username)
+                users.append(username)
             UserChannelPreference.objects.get_or_create(
                 user=user, channel_type=ChannelType.TELEGRAM, defaults={"channel_user_id": chat_id}
             )
@@ -66,11 +74,43 @@ class Command(BaseCommand):
         WhatsAppTemplate.objects.get_or_create(message_type="work_order_assigned", defaults={
             "name": "cmms_orden_asignada", "language": "es", "quick_reply_buttons": 2,
             "parameters": ["number", "title", "asset_name", "due_at"]})
-        created += create_demo_assets()
-        if created:
-            self.stdout.write(self.style.SUCCESS(f"Created: {', '.join(created)}"))
-        self.stdout.write("Logins:")
-        self.stdout.write(f"  admin / {opts['admin_password']}  (superuser)")
-        for username, _f, _l, role, _s, chat_id in DEMO_USERS:
-            phone = f", SMS {DEMO_SMS_PHONES[username]}" if username in DEMO_SMS_PHONES else ""
-            self.stdout.write(f"  {username} / {opts['password']}  ({role}, Telegram chat {chat_id}{phone})")
+        created = create_demo_assets()
+        groups = [(_("Users created: %(items)s"), users), (_("Assets created: %(items)s"), created["assets"]),
+                  (_("Maintenance plans created: %(items)s"), created["plans"])]
+        for template, items in groups:
+            if items:
+                self.stdout.write(self.style.SUCCESS(template % {"items": ", ".join(items)}))
+        if not any(items for _t, items in groups):
+            self.stdout.write(_("Nothing to create: the demo users, assets and plans already exist."))
+        self.stdout.write(_("Logins (user / password):"))
+        self.stdout.write("  " + _("%(user)s / %(password)s  (superuser)") % {
+            "user": "admin", "password": opts["admin_password"]})
+        chats = self._demo_chats()
+        for username, _f, _l, role, _s, _c in DEMO_USERS:
+            login = {"user": username, "password": opts["password"], "role": role,
+                     "chat": chats.get(username, {}).get("chat_id", "-"), "phone": DEMO_SMS_PHONES.get(username)}
+            if login["phone"]:
+                line = _("%(user)s / %(password)s  (%(role)s, Telegram chat %(chat)s, SMS %(phone)s)") % login
+            else:
+                line = _("%(user)s / %(password)s  (%(role)s, Telegram chat %(chat)s)") % login
+            self.stdout.write("  " + line)
+        if opts["summary_json"]:
+            self._write_summary(Path(opts["summary_json"]), opts, chats)
+
+    @staticmethod
+    def _demo_chats():
+        """The demo users' Telegram chats as stored (an admin may have changed one)."""
+        prefs = UserChannelPreference.objects.filter(
+            user__username__in=[u[0] for u in DEMO_USERS], channel_type=ChannelType.TELEGRAM
+        ).exclude(channel_user_id="").select_related("user")
+        return {p.user.username: {"chat_id": p.channel_user_id.strip(), "first_name": p.user.first_name,
+                                  "last_name": p.user.last_name, "username": p.user.username} for p in prefs}
+
+    @staticmethod
+    def _write_summary(path, opts, chats):
+        logins = [{"username": "admin", "password": opts["admin_password"], "role": "superuser", "chat_id": None}]
+        logins += [{"username": u, "password": opts["password"], "role": role, "chat_id": chats.get(u, {}).get("chat_id"),
+                    "sms": DEMO_SMS_PHONES.get(u)} for u, _f, _l, role, _s, _c in DEMO_USERS]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"logins": logins, "chats": list(chats.values())}, ensure_ascii=False, indent=1),
+                        encoding="utf-8")

@@ -14,6 +14,8 @@ from workers import channels
 def explain(exc):
     """The seed's troubleshooting, attached to the error it is about."""
     text = str(exc).lower()
+    if isinstance(exc, ConfigurationError) and exc.code not in (401, 404):
+        return _("The Telegram API URL did not answer as the Bot API: check TELEGRAM_API_URL.")
     if isinstance(exc, ConfigurationError):
         return _("Unauthorized: the bot token is wrong, expired or was revoked. Get a new one from @BotFather and "
                  "set TELEGRAM_BOT_TOKEN (or run setup_telegram_bot --token).")
@@ -28,7 +30,20 @@ def explain(exc):
         return _("The bot was removed from the group: add it again.")
     if exc.retry_after:
         return _("Telegram asked us to slow down: retry in %(n)s s.") % {"n": exc.retry_after}
-    return _("Telegram or the network failed; try again later.")
+    if exc.code is None:
+        return _("Telegram could not be reached (no connection, or no answer in time): check the network, a proxy, "
+                 "or TELEGRAM_API_URL.")
+    return _("Telegram failed; try again later.")
+
+
+def provider_answer(exc):
+    """What Telegram said, quoted as it said it (the Bot API speaks English)."""
+    if exc.code is None:
+        return ""
+    text = str(exc)
+    head = f"Telegram {exc.code}: "
+    text = text[len(head):] if text.startswith(head) else text
+    return _("Telegram answered (HTTP %(code)s): «%(text)s»") % {"code": exc.code, "text": text.split(" — ")[0]}
 
 
 class Command(BaseCommand):
@@ -51,6 +66,14 @@ class Command(BaseCommand):
                 raise CommandError(_("User %(username)r has no Telegram chat id: add a Telegram preference in "
                                      "admin (Omnichannel Bot > User channel preferences).") % {"username": username})
             chat_id = pref.channel_user_id
+        try:
+            if not channels.telegram_token():
+                raise CommandError(_("No Telegram token configured: set TELEGRAM_BOT_TOKEN (in the environment or "
+                                     ".env) or run setup_telegram_bot --token <token>. Under make run the sandbox's "
+                                     "token is in var/run.env."))
+        except ValueError:
+            raise CommandError(_("The stored token cannot be decrypted (FIELD_ENCRYPTION_KEY or DJANGO_SECRET_KEY "
+                                 "changed): store it again with setup_telegram_bot --token.")) from None
         outgoing = OutgoingMessage(
             title=_("CMMS test message"),
             body=message or _("If you can read this, the CMMS bot can reach this chat. Sent at %(time)s.") % {
@@ -67,9 +90,8 @@ class Command(BaseCommand):
             error = redact(str(exc))
             MessageLog.objects.filter(pk=log.pk).update(status=MessageStatus.FAILED, last_error=error,
                                                         failed_at=timezone.now())
-            raise CommandError(f"{error}\n{explain(exc)}") from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            answer = provider_answer(exc)
+            raise CommandError(f"{answer}\n{explain(exc)}" if answer else explain(exc)) from None
         MessageLog.objects.filter(pk=log.pk).update(status=MessageStatus.SENT, provider_message_id=message_id,
                                                     sent_at=timezone.now())
         self.stdout.write(self.style.SUCCESS(

@@ -1,0 +1,131 @@
+"""A real browser (Debian's headless Chromium, driven by selenium) opens what
+a supervisor and a newcomer look at: the MessageLog list in the admin at
+1366 px, and the Telegram sandbox's chat page at a phone's width.
+
+The browser is tests/support/browser.py's (Debian's chromium and
+chromedriver, installed with apt-get when missing); screenshots go to
+docs/screenshots/, which the README shows.
+"""
+
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from notifications.channels import OutgoingMessage
+from notifications.channels.telegram import TelegramChannel
+from notifications.models import MessageLog, MessageStatus
+from tests.conftest import SANDBOX_TOKEN
+from tests.factories import make_user
+from tests.support.browser import start_chrome
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # every message starts with an emoji
+
+
+def ensure_emoji_font():
+    """Without it the screenshots show boxes for the type emoji; installed like chromium."""
+    if EMOJI_FONT.exists():
+        return
+    if shutil.which("apt-get"):
+        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends",
+                        "fonts-noto-color-emoji"], check=False, capture_output=True, timeout=600,
+                       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    if not EMOJI_FONT.exists():
+        pytest.fail("The browser tests need an emoji font: apt-get install fonts-noto-color-emoji")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ensure_emoji_font()
+    driver = start_chrome(language="es-CL,es")  # a Chilean supervisor's browser; the admin follows Accept-Language
+    yield driver
+    driver.quit()
+
+
+def screenshot(driver, name):
+    folder = ROOT / "docs" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / name))
+
+
+def no_horizontal_scroll(driver, css=None):
+    """Neither the page nor the element (the admin's results table scrolls inside its own box) scrolls sideways."""
+    page = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    if css is None:
+        return page
+    return page and driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e.scrollWidth <= e.clientWidth", css)
+
+
+def test_the_message_log_fits_1366_px_and_reads_as_a_supervisor_expects(browser, live_server, transactional_db):
+    from django.contrib.auth import get_user_model
+    from selenium.webdriver.common.by import By
+
+    get_user_model().objects.create_superuser("jefa", "jefa@example.com", "clave-segura-1", role="ADMIN")
+    ana = make_user(first_name="Ana", last_name="Rojas", username="operador1")
+    now = timezone.now()
+    rows = [
+        ("prediction_high_risk", "Riesgo alto: Sobrecalentamiento de motor en Camión <A&B>_01 (probabilidad 87 %)",
+         MessageStatus.FAILED, "Telegram 403: Forbidden: bot was blocked by the user — la dirección quedó marcada "
+         "como inalcanzable y no se reintentará"),
+        ("work_order_assigned", "Nueva Orden de Trabajo OT-2026-00042 asignada: cambio de filtro hidráulico",
+         MessageStatus.SENT, ""),
+        ("maintenance_reminder", "Mantenimiento preventivo mañana: Cargador frontal CF-07", MessageStatus.RETRYING,
+         "Telegram 429: Too Many Requests: retry after 7"),
+    ]
+    for i, (mtype, title, status, error) in enumerate(rows):
+        MessageLog.objects.create(user=ana, channel_type="TELEGRAM", recipient="100001", message_type=mtype,
+                                  title=title, body="…", status=status, last_error=error,
+                                  created_at=now - timedelta(minutes=i), sent_at=now if status == "SENT" else None)
+
+    browser.set_window_size(1366, 768)
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/notifications/messagelog/")
+    browser.find_element(By.NAME, "username").send_keys("jefa")
+    browser.find_element(By.NAME, "password").send_keys("clave-segura-1")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    table = browser.find_element(By.ID, "result_list")
+    headers = [th.text.strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th") if th.text.strip()]
+    assert headers == ["CREADO", "MENSAJE", "ESTADO", "CANAL", "PARA", "ÚLTIMO ERROR"], headers
+    text = table.text
+    assert "Riesgo alto: Sobrecalentamiento de motor en Camión <A&B>_01" in text
+    assert "⚠️ Predicción de alto riesgo" in text and "prediction_high_risk" not in text
+    assert "Fallido" in text and "Enviado" in text and "Reintentando" in text
+    assert "Ana Rojas" in text and "bot was blocked by the user" in text
+    assert no_horizontal_scroll(browser, "#changelist .results"), "the MessageLog list scrolls sideways at 1366 px"
+    last_error = table.find_element(By.CSS_SELECTOR, "tbody tr td.field-short_error")
+    assert last_error.is_displayed() and last_error.rect["x"] + last_error.rect["width"] <= 1366
+    screenshot(browser, "admin-messagelog-1366.png")
+    assert "Registros de mensajes" in browser.title or "registro de mensaje" in browser.title.lower()
+
+
+def test_the_sandbox_shows_an_alert_as_a_phone_would(browser, sandbox):
+    from selenium.webdriver.common.by import By
+
+    sandbox.set_chat(100001, first_name="Ana", last_name="Rojas")
+    TelegramChannel(SANDBOX_TOKEN, sandbox.url).send("100001", OutgoingMessage(
+        title="Riesgo alto: Camión <A&B>_01", emoji="⚠️",
+        body="Sobrecalentamiento de motor\nProbabilidad: 87 %\nOT-2026-00042 asignada a Ana Rojas",
+        link="http://127.0.0.1:8100/admin/cmms/workorder/42/change/", link_label="Abrir en el CMMS",
+        actions=[{"text": "✅ Aceptar", "callback_data": "accept_42"}, {"text": "❌ Rechazar", "callback_data": "r_42"}],
+    ))
+    browser.set_window_size(430, 932)
+    browser.get(f"{sandbox.url}/chat/100001")
+    assert browser.title == "Sandbox de Telegram: Chat Ana Rojas · 100001"
+    message = browser.find_element(By.CSS_SELECTOR, ".msg .text")
+    assert message.find_element(By.TAG_NAME, "b").text == "Riesgo alto: Camión <A&B>_01"
+    link = message.find_element(By.TAG_NAME, "a")
+    assert link.text == "→ Abrir en el CMMS"
+    assert link.get_attribute("href") == "http://127.0.0.1:8100/admin/cmms/workorder/42/change/"
+    lines = message.text.splitlines()
+    assert "Probabilidad: 87 %" in lines and "OT-2026-00042 asignada a Ana Rojas" in lines
+    buttons = browser.find_elements(By.CSS_SELECTOR, ".msg .btn")
+    assert [b.text for b in buttons] == ["✅ Aceptar", "❌ Rechazar"] and all(b.is_displayed() for b in buttons)
+    raw = browser.find_element(By.CSS_SELECTOR, ".msg details pre")
+    assert not raw.is_displayed()  # the text as sent is one click away, not in the way
+    assert no_horizontal_scroll(browser)
+    screenshot(browser, "sandbox-chat-phone.png")
