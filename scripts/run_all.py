@@ -592,6 +592,9 @@ class Supervisor:
         if env.get("TWILIO_ACCOUNT_SID") == TWILIO_SANDBOX_ENV["TWILIO_ACCOUNT_SID"]:  # the Twilio sandbox's, not a real one
             names += [*TWILIO_SANDBOX_ENV, "TWILIO_API_URL", "TWILIO_SANDBOX_PORT"]
             values["TWILIO_SANDBOX_PORT"] = self.args.twilio_port
+        if env.get("WHATSAPP_ACCESS_TOKEN") == WHATSAPP_SANDBOX_ENV["WHATSAPP_ACCESS_TOKEN"]:  # the WhatsApp sandbox's
+            names += [*WHATSAPP_SANDBOX_ENV, "WHATSAPP_API_URL", "WHATSAPP_SANDBOX_PORT"]
+            values["WHATSAPP_SANDBOX_PORT"] = self.args.whatsapp_port
         published = {n: values.get(n, env.get(n)) for n in names if values.get(n, env.get(n)) is not None}
         self.run_env = ENVFILES.write_run_env(published, os.getpid())
 

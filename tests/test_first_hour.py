@@ -20,7 +20,8 @@ from tests.support.processes import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 # What a second terminal must not inherit from the test run.
 SCRUB = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TELEGRAM_API_URL", "TELEGRAM_BOT_TOKEN", "SITE_URL",
-         "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL", "TWILIO_FROM_NUMBER",
+         "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL", "TWILIO_FROM_NUMBER", "WHATSAPP_ACCESS_TOKEN",
+         "WHATSAPP_API_URL", "WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_APP_SECRET",
          "CMMS_ENV_FILES", "CMMS_ENV_FILE", "CMMS_VAR_DIR", "LANGUAGE_CODE", "SQLITE_TEST_NAME", "DJANGO_SETTINGS_MODULE")
 
 
@@ -78,9 +79,9 @@ def test_env_files_are_skipped_under_pytest_so_a_running_make_run_cannot_leak_in
 
 @pytest.mark.e2e
 def test_a_second_terminal_talks_to_what_make_run_started(tmp_path, redis_server):
-    web, sandbox, flower, twilio = free_port(), free_port(), free_port(), free_port()
+    web, sandbox, flower, twilio, whatsapp = free_port(), free_port(), free_port(), free_port(), free_port()
     run_env = clean_env(tmp_path, REDIS_URL=redis_server.url, WEB_PORT=web, SANDBOX_PORT=sandbox, FLOWER_PORT=flower,
-                        TWILIO_SANDBOX_PORT=twilio,
+                        TWILIO_SANDBOX_PORT=twilio, WHATSAPP_SANDBOX_PORT=whatsapp,
                         RUN_ALL_STOP_TIMEOUT=10, DEMO_PASSWORD="demo1234")
     log = open(tmp_path / "run.log", "w+")
     proc = subprocess.Popen([sys.executable, "scripts/run_all.py", "--no-flower", "--no-beat"], cwd=ROOT,
@@ -100,6 +101,7 @@ def test_a_second_terminal_talks_to_what_make_run_started(tmp_path, redis_server
         published = (tmp_path / "run.env").read_text()
         assert f"SITE_URL=\"http://127.0.0.1:{web}\"" in published and redis_server.url in published
         assert f"TWILIO_API_URL=\"http://127.0.0.1:{twilio}\"" in published
+        assert f"WHATSAPP_API_URL=\"http://127.0.0.1:{whatsapp}/v21.0\"" in published
 
         # A second terminal: only the project directory, no variables of make run.
         term = clean_env(tmp_path)
