@@ -20,10 +20,9 @@ from notifications.channels.telegram import TelegramChannel
 from notifications.models import MessageLog, MessageStatus
 from tests.conftest import SANDBOX_TOKEN
 from tests.factories import make_user
-from tests.support.browser import start_chrome
+from tests.support.browser import save_screenshot, start_chrome
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # every message starts with an emoji
 
 
@@ -48,9 +47,7 @@ def browser():
 
 
 def screenshot(driver, name):
-    folder = ROOT / "docs" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(folder / name))
+    save_screenshot(driver, name)
 
 
 def no_horizontal_scroll(driver, css=None):

@@ -8,10 +8,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from notifications.message_router import MessageRouter
 from tests.factories import make_user
-from tests.support.browser import browser, log_in  # noqa: F401 - fixture
+from tests.support.browser import browser, log_in, save_screenshot  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_broker")]
-SCREENSHOTS = "docs/screenshots"
 
 
 def seed_history():
@@ -66,7 +65,7 @@ def test_a_supervisor_sees_the_charts_and_a_new_message_without_reloading(live_s
     wait.until(lambda d: sent_count(d, "TELEGRAM") == before + 1)
     # The same document: refreshed in place, not reloaded.
     assert browser.find_element(By.ID, "dashboard-body").get_attribute("data-same-document") == "yes"
-    browser.save_screenshot(f"{SCREENSHOTS}/dashboard.png")
+    save_screenshot(browser, "dashboard.png")
 
 
 def test_an_operator_is_refused_in_the_browser_too(live_server, browser):  # noqa: F811
@@ -74,5 +73,6 @@ def test_an_operator_is_refused_in_the_browser_too(live_server, browser):  # noq
     operator.set_password("clave-segura-1")
     operator.save()
     log_in(browser, live_server.url, "operador9", "clave-segura-1", next_path="/dashboard/")
-    WebDriverWait(browser, 20).until(lambda d: "/dashboard/" in d.current_url)
+    # The login page's own URL carries ?next=/dashboard/: wait for the answer, not the address.
+    WebDriverWait(browser, 20).until(lambda d: "/accounts/login/" not in d.current_url)
     assert "403" in browser.page_source or "Forbidden" in browser.page_source

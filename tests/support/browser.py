@@ -58,3 +58,17 @@ def log_in(driver, base_url, username, password, next_path="/"):
     driver.find_element(By.NAME, "username").send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def save_screenshot(driver, name):
+    """Screenshots go to var/screenshots/ (ignored by git) so a test run
+    leaves the checkout clean; UPDATE_SCREENSHOTS=1 writes the ones docs/
+    shows (docs/screenshots/)."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    folder = root / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else "var") / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / name))
+    return folder / name
