@@ -25,6 +25,28 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ("username", "first_name", "last_name", "email", "phone")
     fieldsets = BaseUserAdmin.fieldsets + ((_("Maintenance"), {"fields": ("role", "phone", "site")}),)
     add_fieldsets = BaseUserAdmin.add_fieldsets + ((_("Maintenance"), {"fields": ("role", "phone", "site")}),)
+    actions = ["link_telegram"]
+
+    @admin.action(description=_("Link Telegram (one-time link)"))
+    def link_telegram(self, request, queryset):
+        """A one-time deep link per user, shown once: opening it in Telegram
+        and pressing Start links that chat (notifications.telegram_link)."""
+        from django.conf import settings
+        from django.utils.html import format_html
+
+        from notifications.channels import ChannelError
+        from notifications.telegram_link import bot_username, create_link
+
+        try:
+            username = bot_username()
+        except ChannelError as exc:
+            self.message_user(request, _("Telegram is not reachable: %(error)s") % {"error": exc}, messages.ERROR)
+            return
+        for user in queryset.filter(is_active=True):
+            link = create_link(user, username)
+            self.message_user(request, format_html(
+                _("Telegram link for {user} (valid {hours:g} h, once): <a href=\"{link}\">{link}</a>"),
+                user=user.username, hours=settings.TELEGRAM_LINK_TTL_H, link=link), messages.SUCCESS)
 
 
 @admin.register(Asset)

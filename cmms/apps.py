@@ -7,9 +7,10 @@ class CmmsConfig(AppConfig):
     verbose_name = _("Maintenance")
 
     def ready(self):
-        from notifications import sms_inbound
+        from notifications import inbound, sms_inbound
 
-        from . import sms_commands, whatsapp
+        from . import sms_commands, telegram_bot, whatsapp
 
         sms_inbound.register_command(sms_commands.handle)
         whatsapp.register()
+        inbound.register_handler("TELEGRAM", telegram_bot.handle_update)

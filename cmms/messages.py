@@ -18,6 +18,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
 TEMPLATE_DIR = "notifications/messages"
+# Buttons carried these before offers (cmms.offers); only WhatsApp still reads
+# them, from its own signed ids of messages sent before.
 ACCEPT_CALLBACK = "wo:accept:{pk}"
 REJECT_CALLBACK = "wo:reject:{pk}"
 
@@ -42,13 +44,21 @@ def in_default_language(func, *args, **kwargs):
         return str(func(*args, **kwargs))
 
 
-def work_order_actions(work_order):
-    """The seed's accept/reject buttons. callback_data is an opaque id (at
-    most 64 bytes); whoever handles a press must check the presser."""
+def work_order_actions(work_order, label_number=False):
+    """The seed's accept/reject buttons for the order's current assignment.
+    Each callback_data is the random token of a stored WorkOrderOffer (the
+    order, the decision and its assignment_seq), never the order's id, so a
+    press can only name an offer we made; the bot (cmms.telegram_bot) still
+    checks who pressed. ``label_number`` adds the order's number to the
+    labels (several orders in one message)."""
+    from .offers import offer_tokens
+
+    tokens = offer_tokens(work_order)
+    suffix = f" {work_order.number}" if label_number else ""
     with translation.override(settings.LANGUAGE_CODE):
         return [
-            {"text": gettext("✅ Accept"), "callback_data": ACCEPT_CALLBACK.format(pk=work_order.pk)},
-            {"text": gettext("❌ Reject"), "callback_data": REJECT_CALLBACK.format(pk=work_order.pk)},
+            {"text": gettext("✅ Accept") + suffix, "callback_data": tokens["accept"]},
+            {"text": gettext("❌ Reject") + suffix, "callback_data": tokens["reject"]},
         ]
 
 

@@ -270,6 +270,30 @@ class WorkOrder(models.Model):
         self._transition(WorkOrderStatus.CANCELLED, closed_at=timezone.now())
 
 
+class WorkOrderOffer(models.Model):
+    """What a button offered: accept or reject one assignment of an order.
+    Its random ``token`` is the button's callback_data, so a press names a row
+    we stored, never an order id a client could forge, and a press on an
+    offer made before a reassignment is recognized as stale."""
+
+    token = models.CharField(_("token"), max_length=32, unique=True, editable=False)
+    work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="offers",
+                                   verbose_name=_("work order"))
+    decision = models.CharField(_("decision"), max_length=10)
+    assignment_seq = models.PositiveIntegerField(_("assignment"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("work order offer")
+        verbose_name_plural = _("work order offers")
+        constraints = [
+            models.UniqueConstraint(fields=["work_order", "decision", "assignment_seq"], name="one_offer_per_decision"),
+        ]
+
+    def __str__(self):
+        return f"{self.work_order_id} {self.decision} #{self.assignment_seq}"
+
+
 class FailurePrediction(models.Model):
     """One score from the ML model. Recorded always; MEDIUM and above open or
     update a work order (cmms.predictions.record_prediction)."""

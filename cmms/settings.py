@@ -300,6 +300,15 @@ TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 TELEGRAM_BOT_TOKEN_ORIGIN = ENV_FILE_ORIGINS.get("TELEGRAM_BOT_TOKEN", "environment") if TELEGRAM_BOT_TOKEN else ""
 TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
 TELEGRAM_TIMEOUT_S = env_float("TELEGRAM_TIMEOUT_S", 10.0)
+# The interactive bot. Webhook mode: Telegram echoes this secret in the
+# X-Telegram-Bot-Api-Secret-Token header (1-256 of A-Za-z0-9_-); without it
+# POST /telegram/webhook/ refuses every request.
+TELEGRAM_WEBHOOK_SECRET = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "")
+# A one-time link from telegram_link / "Vincular Telegram" works this long.
+TELEGRAM_LINK_TTL_H = env_float("TELEGRAM_LINK_TTL_H", 24.0)
+# A button press still being processed after this long gets a "working on it"
+# answer, so the user's spinner stops well before Telegram's ~15 s window.
+TELEGRAM_CALLBACK_ANSWER_AFTER_S = env_float("TELEGRAM_CALLBACK_ANSWER_AFTER_S", 2.0)
 
 # Twilio SMS (notifications/channels/sms.py). The auth token is a secret: it
 # never reaches a log, MessageLog or a task result.

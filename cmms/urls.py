@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from cmms import metrics, ml_api, views
 from notifications import sms_webhooks, whatsapp_webhook
+from notifications.telegram_webhook import telegram_webhook
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -15,4 +16,5 @@ urlpatterns = [
     path("sms/twilio/status/", sms_webhooks.status_callback, name="sms-twilio-status"),
     path("sms/twilio/inbound/", sms_webhooks.inbound_message, name="sms-twilio-inbound"),
     path("whatsapp/webhook/", whatsapp_webhook.webhook, name="whatsapp-webhook"),
+    path("telegram/webhook/", telegram_webhook, name="telegram-webhook"),
 ]

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from notifications import inbound
 from notifications import whatsapp as wa
 
-from . import actions, messages
+from . import actions, messages, offers
 
 _DECISIONS = {
     messages.ACCEPT_CALLBACK.split("{")[0]: actions.ACCEPT,
@@ -58,11 +58,15 @@ def decide(pref, pressed):
     if log.recipient != wa.to_e164(pref.channel_user_id):
         return _("That button was sent to another number; nothing was changed.")
     data = str(action.get("callback_data", ""))
-    prefix, _sep, pk = data.rpartition(":")
-    decision = _DECISIONS.get(prefix + ":")
-    if decision is None or not pk.isdigit():
-        return _("That button does nothing here.")
-    seq = ((log.payload or {}).get("context") or {}).get("assignment_seq")
+    stored = offers.find(data)
+    if stored is not None:
+        pk, decision, seq = stored.work_order_id, stored.decision, stored.assignment_seq
+    else:
+        prefix, _sep, pk = data.rpartition(":")
+        decision = _DECISIONS.get(prefix + ":")
+        if decision is None or not pk.isdigit():
+            return _("That button does nothing here.")
+        seq = ((log.payload or {}).get("context") or {}).get("assignment_seq")
     try:
         return actions.decide(int(pk), pref.user, decision, via="WHATSAPP", offered_seq=seq).message
     except actions.ActionRefused as exc:

@@ -197,10 +197,14 @@ class MessageRouter:
         are left out. ``address`` is normalized by the channel when valid."""
         mtype, rank = spec["type"], PRIORITY_RANK[spec["priority"]]
         plan = []
+        now = timezone.now()
         for pref in prefs:
             if not getattr(pref, mtype.preference_flag):
                 continue
             if rank < PRIORITY_RANK[pref.min_priority]:
+                continue
+            # Muted (the bot's /silencio): left out like an opt-out; critical still goes.
+            if pref.muted_until and pref.muted_until > now and spec["priority"] != Priority.CRITICAL:
                 continue
             status, reason = MessageStatus.QUEUED, ""
             address = pref.channel_user_id.strip()

@@ -93,6 +93,10 @@ class UserChannelPreference(models.Model):
     # WhatsApp: when the user last wrote to us, which opens Meta's 24-hour
     # customer-service window (free text and buttons allowed inside it).
     window_opened_at = models.DateTimeField(_("conversation window opened"), null=True, blank=True)
+    # Set by the Telegram bot's /silencio: until then only critical messages use this channel.
+    muted_until = models.DateTimeField(
+        _("muted until"), null=True, blank=True, help_text=_("Until then only critical messages use this channel.")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -362,3 +366,26 @@ class WhatsAppTemplate(models.Model):
 
     def __str__(self):
         return f"{self.message_type} → {self.name} ({self.language})"
+
+
+class TelegramLinkToken(models.Model):
+    """A one-time deep link (``https://t.me/<bot>?start=<token>``) that links
+    a user's Telegram chat (notifications.telegram_link). Only the token's
+    SHA-256 is stored; it expires and is used at most once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="telegram_link_tokens", verbose_name=_("user")
+    )
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires"), editable=False)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True, editable=False)
+    used_by_chat = models.CharField(_("linked chat"), max_length=64, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("Telegram link")
+        verbose_name_plural = _("Telegram links")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user} · {self.created_at:%Y-%m-%d %H:%M}"

@@ -219,6 +219,9 @@ class BotApi:
                 "setWebhook",
                 "deleteWebhook",
                 "getWebhookInfo",
+                "setMyCommands",
+                "getMyCommands",
+                "deleteMyCommands",
                 "logOut",
                 "close",
             )
@@ -558,3 +561,46 @@ class BotApi:
 
     def _get_webhook_info(self, bot_id, params, files):
         return self.state.webhook_info()
+
+
+    # -- bot commands (setMyCommands & co.) ---------------------------------------
+    def _commands_key(self, bot_id, params):
+        scope = _json_field(params, "scope", "can't parse BotCommandScope") or {"type": "default"}
+        if not isinstance(scope, dict) or not isinstance(scope.get("type"), str):
+            raise BotApiError(400, "can't parse BotCommandScope")
+        language = _text_param(params, "language_code")
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise BotApiError(400, "invalid language code specified")
+        return (bot_id, scope["type"], language)
+
+    def _set_my_commands(self, bot_id, params, files):
+        commands = _json_field(params, "commands", "can't parse commands JSON object")
+        if not isinstance(commands, list):
+            raise BotApiError(400, "can't parse commands JSON object")
+        if len(commands) > 100:
+            raise BotApiError(400, "too many commands specified")
+        clean = []
+        for command in commands:
+            if not isinstance(command, dict):
+                raise BotApiError(400, "can't parse BotCommand")
+            name, description = command.get("command"), command.get("description")
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+                raise BotApiError(400, "BOT_COMMAND_INVALID")
+            if not isinstance(description, str) or not 1 <= len(description) <= 256:
+                raise BotApiError(400, "BOT_COMMAND_DESCRIPTION_INVALID" if description else "command description is empty")
+            clean.append({"command": name, "description": description})
+        key = self._commands_key(bot_id, params)
+        with self.state.lock:
+            self.state.bot_commands[key] = clean
+        return True
+
+    def _get_my_commands(self, bot_id, params, files):
+        key = self._commands_key(bot_id, params)
+        with self.state.lock:
+            return [dict(c) for c in self.state.bot_commands.get(key, [])]
+
+    def _delete_my_commands(self, bot_id, params, files):
+        key = self._commands_key(bot_id, params)
+        with self.state.lock:
+            self.state.bot_commands.pop(key, None)
+        return True

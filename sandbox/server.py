@@ -332,6 +332,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return {"callback_answers": sandbox.callback_answers()}
         if name == "webhook" and not post:
             return sandbox.webhook_info()
+        if name == "commands" and not post:
+            return {"commands": sandbox.bot_commands()}
         raise LookupError(name)
 
     # -- pages ----------------------------------------------------------------

@@ -106,6 +106,7 @@ class SandboxState:
         self.webhook_last_error = None  # (unix date, message)
         self.poll_generation = 0
         self.files = {}  # file_id -> document dict
+        self.bot_commands = {}  # (bot id, scope type, language) -> [BotCommand]
         self.stats = _empty_stats()
         self.limiter.reset()
         self.random = random.Random(self.config["seed"])

@@ -131,6 +131,8 @@ class TelegramSandbox:
         ``{"message": {"chat_id", "text", "from"?}}`` or
         ``{"callback_query": {"chat_id", "message_id", "data", "from"?}}``.
         """
+        if isinstance(update, dict) and set(update) == {"my_chat_member"}:
+            return self._inject_membership(update["my_chat_member"])
         if not isinstance(update, dict) or len(update) != 1:
             raise ValueError('an update must be {"message": {...}} or {"callback_query": {...}}')
         (kind, content), = update.items()
@@ -153,6 +155,35 @@ class TelegramSandbox:
         return self.inject_update(
             {"callback_query": {"chat_id": chat_id, "message_id": message_id, "data": data, "from": sender}}
         )
+
+    def block_bot(self, chat_id):
+        """The user blocks the bot: a my_chat_member update (status kicked), and
+        later sends to the chat get 403 "bot was blocked by the user"."""
+        return self.inject_update({"my_chat_member": {"chat_id": chat_id, "status": "kicked"}})
+
+    def bot_commands(self):
+        """{"<scope>/<language>": [BotCommand]} as set with setMyCommands."""
+        with self._state.lock:
+            return {f"{scope}/{language or '-'}": [dict(c) for c in commands]
+                    for (_bot, scope, language), commands in self._state.bot_commands.items()}
+
+    def _inject_membership(self, content):
+        """``{"chat_id", "status": "kicked"|"member"}``: the user blocked or unblocked the bot."""
+        if not isinstance(content, dict) or content.get("status") not in ("kicked", "member"):
+            raise ValueError('my_chat_member needs {"chat_id", "status": "kicked" or "member"}')
+        key = chat_key(content.get("chat_id"))
+        if not isinstance(key, int) or key <= 0:
+            raise ValueError("my_chat_member needs a private chat id")
+        self.set_chat(key, state="blocked" if content["status"] == "kicked" else "ok")
+        state = self._state
+        with state.updates_changed:
+            sender = self._user(key, content.get("from"))
+            old, new = ("member", "kicked") if content["status"] == "kicked" else ("kicked", "member")
+            bot = state.bot_user(100000)
+            return state.add_update("my_chat_member", {
+                "chat": state.chat_object(key), "from": sender, "date": int(time.time()),
+                "old_chat_member": {"user": bot, "status": old}, "new_chat_member": {"user": bot, "status": new},
+            })
 
     def updates(self):
         """Every update injected since the last reset (delivered or not)."""

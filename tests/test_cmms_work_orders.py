@@ -77,7 +77,11 @@ def test_assigning_notifies_the_assignee_in_spanish_with_accept_and_reject_butto
     assert "Prioridad: Alta" in log.body
     actions = log.payload["actions"]
     assert [a["text"] for a in actions] == ["✅ Aceptar", "❌ Rechazar"]
-    assert [a["callback_data"] for a in actions] == [f"wo:accept:{order.pk}", f"wo:reject:{order.pk}"]
+    from cmms.offers import find
+
+    offers = [find(a["callback_data"]) for a in actions]  # opaque tokens of stored offers
+    assert [(o.work_order_id, o.decision, o.assignment_seq) for o in offers] == [
+        (order.pk, "accept", order.assignment_seq), (order.pk, "reject", order.assignment_seq)]
     assert all(len(a["callback_data"].encode()) <= 64 for a in actions)
     assert log.idempotency_key == f"wo:{order.pk}:assigned:1"
     assert InAppNotification.objects.filter(user=operator).count() == 1
@@ -91,7 +95,10 @@ def test_reassigning_notifies_the_new_assignee_and_tells_the_previous_one(order)
     order.assign(second)
     new, old = telegram_logs(user=second).get(), telegram_logs(user=first).last()
     assert new.title == f"Orden de trabajo reasignada a ti: {order.number}"
-    assert new.payload["actions"][0]["callback_data"] == f"wo:accept:{order.pk}"
+    from cmms.offers import find
+
+    offer = find(new.payload["actions"][0]["callback_data"])
+    assert (offer.work_order_id, offer.decision, offer.assignment_seq) == (order.pk, "accept", 2)
     assert (old.message_type, old.title) == ("work_order_updated", f"Orden de trabajo reasignada: {order.number}")
     assert "fue reasignada a Luis Muñoz" in old.body and "actions" not in old.payload
     assert WorkOrder.objects.get(pk=order.pk).status == "ASSIGNED"

@@ -50,8 +50,12 @@ def test_a_prediction_reaches_the_operator_on_telegram_in_spanish(e2e):
     assert f"Modo de falla: {MODE}" in lines and "Asignada a: Ana Rojas" in lines
     assert "&lt;" not in message["text"] and "&amp;" not in message["text"]  # escaped once, shown as typed
     [buttons] = message["reply_markup"]["inline_keyboard"]
-    assert buttons == [{"text": "✅ Aceptar", "callback_data": f"wo:accept:{order.pk}"},
-                       {"text": "❌ Rechazar", "callback_data": f"wo:reject:{order.pk}"}]
+    from cmms.models import WorkOrderOffer
+
+    offers = {o.token: (o.work_order_id, o.decision, o.assignment_seq) for o in WorkOrderOffer.objects.all()}
+    assert [b["text"] for b in buttons] == ["✅ Aceptar", "❌ Rechazar"]
+    # Opaque tokens of stored offers, not the order's id.
+    assert [offers[b["callback_data"]] for b in buttons] == [(order.pk, "accept", 1), (order.pk, "reject", 1)]
     assert InAppNotification.objects.filter(user=operator, related_object_id=str(order.pk)).count() == 1
     order.refresh_from_db()
     assert (order.status, order.assignee) == ("ASSIGNED", operator)

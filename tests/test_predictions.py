@@ -56,10 +56,12 @@ def test_high_risk_opens_an_assigned_work_order_and_queues_one_alert_with_button
     assert (alert.user, alert.status, alert.priority, alert.recipient) == (operator, "QUEUED", "high", "100001")
     assert alert.idempotency_key == f"prediction:{order.pk}:alert:1"
     assert (alert.related_object_type, alert.related_object_id) == ("work_order", str(order.pk))
-    assert alert.payload["actions"] == [
-        {"text": "✅ Aceptar", "callback_data": f"wo:accept:{order.pk}"},
-        {"text": "❌ Rechazar", "callback_data": f"wo:reject:{order.pk}"},
-    ]
+    from cmms.offers import find
+
+    assert [a["text"] for a in alert.payload["actions"]] == ["✅ Aceptar", "❌ Rechazar"]
+    offers = [find(a["callback_data"]) for a in alert.payload["actions"]]
+    assert [(o.work_order_id, o.decision, o.assignment_seq) for o in offers] == [(order.pk, "accept", 1),
+                                                                                 (order.pk, "reject", 1)]
     assert alert.payload["link"] == f"http://127.0.0.1:8000/admin/cmms/workorder/{order.pk}/change/"
     assert InAppNotification.objects.filter(user=operator).count() == 1
 

@@ -228,3 +228,67 @@ register(
         account_id_from_secret=_bot_id,
     )
 )
+
+
+# -- the two-way bot: Bot API methods beyond sending -------------------------------
+# Plain functions over TelegramChannel.call(), so the adapter's send path stays
+# as it is; the bot (cmms.telegram_bot) and the poller use them.
+
+# Edit answers that mean "nothing left to do", not a failure (Grafana OnCall
+# treats them the same way): the message already shows that, or it is gone.
+_EXPECTED_EDIT_ERRORS = ("message is not modified", "message to edit not found", "message can't be edited")
+
+
+def is_expected_edit_error(exc):
+    return isinstance(exc, ChannelError) and any(m in str(exc).lower() for m in _EXPECTED_EDIT_ERRORS)
+
+
+def answer_callback_query(channel, callback_query_id, text="", show_alert=False):
+    params = {"callback_query_id": str(callback_query_id)}
+    if text:
+        params["text"] = str(text)[:200]
+    if show_alert:
+        params["show_alert"] = True
+    return channel.call("answerCallbackQuery", **params)
+
+
+def edit_message_text(channel, chat_id, message_id, text, reply_markup=None):
+    """Edit with HTML text; no ``reply_markup`` removes the buttons."""
+    params = {"chat_id": chat_id, "message_id": int(message_id), "text": text, "parse_mode": "HTML",
+              "link_preview_options": {"is_disabled": True}}
+    if reply_markup:
+        params["reply_markup"] = reply_markup
+    return channel.call("editMessageText", **params)
+
+
+def edit_message_reply_markup(channel, chat_id, message_id, reply_markup=None):
+    params = {"chat_id": chat_id, "message_id": int(message_id)}
+    if reply_markup:
+        params["reply_markup"] = reply_markup
+    return channel.call("editMessageReplyMarkup", **params)
+
+
+def set_my_commands(channel, commands, language_code=""):
+    """``commands``: [(command, description)]."""
+    params = {"commands": [{"command": c, "description": d} for c, d in commands]}
+    if language_code:
+        params["language_code"] = language_code
+    return channel.call("setMyCommands", **params)
+
+
+def set_webhook(channel, url, secret_token, allowed_updates):
+    return channel.call("setWebhook", url=url, secret_token=secret_token, allowed_updates=list(allowed_updates))
+
+
+def delete_webhook(channel):
+    return channel.call("deleteWebhook")
+
+
+def get_webhook_info(channel):
+    return channel.call("getWebhookInfo")
+
+
+def get_updates(channel, offset, timeout, allowed_updates, limit=100):
+    """Long poll; the channel's HTTP timeout must exceed ``timeout``."""
+    return channel.call("getUpdates", offset=int(offset), timeout=int(timeout), limit=int(limit),
+                        allowed_updates=list(allowed_updates))

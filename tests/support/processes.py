@@ -142,3 +142,52 @@ class Worker:
         self.kill(hard=False)
         if getattr(self, "_log", None):
             self._log.close()
+
+
+class TelegramPoller:
+    """``manage.py run_telegram_bot`` as a subprocess (polling mode)."""
+
+    def __init__(self, env, poll_timeout=2):
+        self.env = {**os.environ, **env}
+        self.args = [sys.executable, "manage.py", "run_telegram_bot", "--poll-timeout", str(poll_timeout)]
+        self.log_path = Path(tempfile.mkstemp(prefix="cmms-poller-", suffix=".log")[1])
+        self.proc = None
+
+    def start(self, timeout=60):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        starts = self.log().count("Polling getUpdates")
+        wait_for(lambda: self._alive() and self.log().count("Polling getUpdates") > starts,
+                 timeout=timeout, interval=0.1, message="run_telegram_bot polling")
+        return self
+
+    def _alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"run_telegram_bot exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return True
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def terminate(self, timeout=20):
+        """SIGTERM; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise
+
+    def stop(self):
+        try:
+            self.terminate()
+        finally:
+            if getattr(self, "_log", None):
+                self._log.close()

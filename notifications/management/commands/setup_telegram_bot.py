@@ -53,8 +53,11 @@ class Command(BaseCommand):
         group.add_argument("--disable", action="store_true", help=_("Disable the Telegram channel."))
         parser.add_argument("--check", action="store_true",
                             help=_("With the status view: exit 1 when the bot cannot be verified."))
+        add_webhook_arguments(parser)
 
     def handle(self, *args, token=None, enable=False, disable=False, check=False, **opts):
+        if opts.get("webhook_url") or opts.get("delete_webhook"):
+            return handle_webhook(self, opts.get("webhook_url"), opts.get("delete_webhook"))
         if token is not None:
             token = token.strip()
             if not TOKEN_SHAPE.match(token):
@@ -124,4 +127,66 @@ class Command(BaseCommand):
         except CommandError as exc:
             return str(exc)
         self.stdout.write(self.style.SUCCESS(_("Bot: @%(username)s (id %(id)s)") % bot))
+        write_webhook_status(self, token)
         return None
+
+
+# -- webhook mode (the interactive bot) --------------------------------------------
+# Kept apart from the token and channel switches above.
+
+
+def add_webhook_arguments(parser):
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--webhook-url", help=_(
+        "Register this public HTTPS URL (ending in /telegram/webhook/) with setWebhook, with "
+        "TELEGRAM_WEBHOOK_SECRET as its secret token."))
+    group.add_argument("--delete-webhook", action="store_true",
+                       help=_("Remove the webhook (back to polling with run_telegram_bot)."))
+
+
+def _bot(token=None):
+    token = token or channels.telegram_token()
+    if not token:
+        raise CommandError(_("No token configured: set TELEGRAM_BOT_TOKEN (in the environment or .env) or run "
+                             "setup_telegram_bot --token <token>."))
+    return TelegramChannel(token, settings.TELEGRAM_API_URL, timeout=10)
+
+
+def handle_webhook(command, url, delete):
+    from notifications.channels.telegram import delete_webhook, set_webhook
+    from notifications.telegram_updates import ALLOWED_UPDATES, register_commands
+
+    bot = _bot()
+    try:
+        if delete:
+            delete_webhook(bot)
+            command.stdout.write(command.style.SUCCESS(_("Webhook removed; run_telegram_bot can poll now.")))
+            return
+        secret = settings.TELEGRAM_WEBHOOK_SECRET
+        if not secret:
+            raise CommandError(_("Set TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Za-z0-9_-) first: "
+                                 "the webhook view refuses every request without it."))
+        set_webhook(bot, url, secret, ALLOWED_UPDATES)
+        register_commands(bot)
+    except ChannelError as exc:
+        raise CommandError(_("Telegram refused: %(error)s") % {"error": exc}) from None
+    command.stdout.write(command.style.SUCCESS(_("Webhook set to %(url)s; commands registered.") % {"url": url}))
+    write_webhook_status(command, bot=bot)
+
+
+def write_webhook_status(command, token=None, bot=None):
+    from notifications.channels.telegram import get_webhook_info
+
+    try:
+        info = get_webhook_info(bot or _bot(token))
+    except ChannelError as exc:
+        command.stdout.write(_("Webhook: unknown (%(error)s)") % {"error": exc})
+        return
+    if not info.get("url"):
+        command.stdout.write(_("Webhook: none (updates by polling: manage.py run_telegram_bot)"))
+        return
+    command.stdout.write(_("Webhook: %(url)s, %(pending)d update(s) pending") % {
+        "url": info["url"], "pending": info.get("pending_update_count", 0)})
+    if info.get("last_error_message"):
+        command.stdout.write(command.style.WARNING(_("Webhook last error: %(error)s") % {
+            "error": info["last_error_message"]}))
