@@ -27,6 +27,8 @@ SCENARIO_KEYS = {
     "dashboard": ("dashboard_1m_ms", "metrics_1m_ms"),
     "sms": ("sms_efficiency", "sms_429", "sms_callback_p50_ms", "sms_callback_p99_ms", "sms_callback_over_record"),
     "whatsapp": ("whatsapp_efficiency", "whatsapp_throttled", "webhook_answer_p50_ms", "webhook_to_read_p50_ms"),
+    "bot": ("bot_press_to_status_p50_ms", "bot_press_to_status_p99_ms", "bot_press_to_edit_p50_ms",
+            "bot_press_to_edit_p99_ms", "bot_webhook_view_p50_ms", "bot_webhook_view_p99_ms"),
 }
 
 GOALS = {
@@ -59,6 +61,7 @@ SIZES = {
         "dashboard_rows": 2_000,
         "sms_messages": 20, "callback_samples": 30,
         "whatsapp_messages": 80, "webhook_samples": 10,
+        "bot_samples": 4,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -70,5 +73,6 @@ SIZES = {
         "dashboard_rows": 1_000_000,
         "sms_messages": 200, "callback_samples": 500,
         "whatsapp_messages": 2400, "webhook_samples": 200,
+        "bot_samples": 100,
     },
 }

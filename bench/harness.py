@@ -95,6 +95,9 @@ class SandboxProcess:
     def configure(self, **changes):
         return self._call("POST", "config", json=changes)
 
+    def inject_update(self, update):
+        return self._call("POST", "updates", json=update)
+
     def reset(self, config=False):
         self._call("POST", "reset", json={"config": config})
 

@@ -530,6 +530,93 @@ def _status_callback_latency(samples):
     }
 
 
+# -- 10. the interactive bot -----------------------------------------------------
+def bot(bench):
+    """A button press on a work-order alert, at light load: from the moment
+    the update is POSTed to the webhook view to the order's new status
+    (decided_at, written by the worker) and to the edited message (the
+    sandbox's edited_at; same clock). Baselines in the same run: one
+    editMessageText made directly, and the webhook view refusing a wrong
+    secret (403: the same Django stack without recording anything)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.test import Client
+    from django.utils import timezone
+
+    from cmms.models import Asset, WorkOrder
+    from notifications.channels.telegram import edit_message_text
+    from notifications.models import MessageLog
+
+    n = bench.params["bot_samples"]
+    bench.fresh()
+    settings.TELEGRAM_WEBHOOK_SECRET = secret = "bench-webhook-secret"
+    users = _users(bench.population("TECHNICIAN", n + 1, CHAT_BASE["TECHNICIAN"]))
+    channel, outgoing = _channel(bench)
+    raw = []
+    for _ in range(n):
+        sent = channel.call("sendMessage", chat_id=CHAT_BASE["TECHNICIAN"], text="base")
+        started = time.perf_counter()
+        edit_message_text(channel, CHAT_BASE["TECHNICIAN"], sent["message_id"], "base editada")
+        raw.append((time.perf_counter() - started) * 1000)
+    bench.fresh()
+    client = Client(HTTP_HOST="127.0.0.1")
+    url = "/telegram/webhook/"
+    asset, _ = Asset.objects.get_or_create(code="BENCH-BOT", defaults={"name": "Camión bench"})
+    to_json = "application/json"
+    press_to_status, press_to_edit, view_ms, refused_ms = [], [], [], []
+    with bench.workers(profile="bot", **LIMITER_OUT_OF_REACH):
+        orders = []
+        for user in users:
+            order = WorkOrder.objects.create(asset=asset, title="Cambio de filtro",
+                                             due_at=timezone.now() + timedelta(days=1))
+            order.assign(user)
+            orders.append(order)
+        _wait_rows(_unfinished(), lambda c: c == 0, timeout=120)
+        for i, (user, order) in enumerate(zip(users, orders, strict=True)):
+            log = MessageLog.objects.get(user=user, related_object_id=str(order.pk), channel_type="TELEGRAM")
+            chat, message_id = int(log.recipient), int(log.provider_message_id.split(",")[-1])
+            update = bench.sandbox.inject_update({"callback_query": {
+                "chat_id": chat, "message_id": message_id, "data": log.payload["actions"][0]["callback_data"]}})
+            started = time.time()
+            t0 = time.perf_counter()
+            response = client.post(url, update, content_type=to_json, HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=secret)
+            view = (time.perf_counter() - t0) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"bot: the webhook answered {response.status_code}")
+            edited = _wait_edit(bench, chat, message_id, timeout=30)
+            decided = WorkOrder.objects.filter(pk=order.pk).values_list("decided_at", flat=True).get()
+            if i == 0:
+                continue  # the first press pays for imports and connections
+            view_ms.append(view)
+            press_to_edit.append((edited - started) * 1000)
+            press_to_status.append((decided.timestamp() - started) * 1000)
+            t0 = time.perf_counter()
+            client.post(url, update, content_type=to_json, HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN="wrong")
+            refused_ms.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.02)
+    return {
+        "bot_press_to_status_p50_ms": median(press_to_status),
+        "bot_press_to_status_p99_ms": percentile(press_to_status, 99),
+        "bot_press_to_edit_p50_ms": median(press_to_edit),
+        "bot_press_to_edit_p99_ms": percentile(press_to_edit, 99),
+        "bot_raw_edit_p50_ms": median(raw),
+        "bot_webhook_view_p50_ms": median(view_ms),
+        "bot_webhook_view_p99_ms": percentile(view_ms, 99),
+        "bot_webhook_refused_p50_ms": median(refused_ms),
+    }
+
+
+def _wait_edit(bench, chat, message_id, timeout):
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        for message in bench.sandbox.messages(chat_id=chat):
+            if message["message_id"] == message_id and message["edited_at"]:
+                return message["edited_at"]
+        time.sleep(0.002)
+    raise RuntimeError(f"bot: message {message_id} in chat {chat} was not edited within {timeout} s")
+
+
 SCENARIOS = {
     "producer": producer,
     "pipeline": pipeline,
@@ -540,4 +627,5 @@ SCENARIOS = {
     "dashboard": dashboard,
     "sms": sms,
     "whatsapp": whatsapp,
+    "bot": bot,
 }

@@ -111,7 +111,8 @@ class Fatal(Exception):
 
 # --- output -------------------------------------------------------------------
 
-COLORS = {"redis": 31, "setup": 37, "sandbox": 35, "whatsapp": 92, "web": 32, "worker": 36, "beat": 33, "flower": 34}
+COLORS = {"redis": 31, "setup": 37, "sandbox": 35, "whatsapp": 92, "web": 32, "worker": 36, "beat": 33, "flower": 34,
+          "bot": 95}
 
 
 class Console:
@@ -572,6 +573,10 @@ class Supervisor:
             rest.append(self.start_child("beat", [py, "-m", "celery", "-A", "celery_app", "beat", "-l", "info",
                                                   "-S", "django_celery_beat.schedulers:DatabaseScheduler",
                                                   "--pidfile="], env, ready_text="beat: Starting..."))
+        if self.use_sandbox:
+            # The interactive bot by long polling (with a real token, choose polling or a webhook yourself).
+            rest.append(self.start_child("bot", [py, "manage.py", "run_telegram_bot"], env,
+                                         ready_text="Polling getUpdates"))
         if not a.no_flower:
             rest.append(self.start_child("flower", [py, "-m", "celery", "-A", "celery_app", "flower",
                                                     f"--address={HOST}", f"--port={a.flower_port}"], env,

@@ -1,0 +1,112 @@
+"""The bot's pieces, one at a time: link tokens, what is stored of an update,
+muting, durations, early callback answers and the poller's 409 message.
+Telegram is the sandbox over HTTP; no worker is needed."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from cmms.telegram_bot import CallbackAnswer, parse_duration
+from notifications.channels import ChannelError
+from notifications.message_router import MessageRouter
+from notifications.models import MessageLog, TelegramLinkToken, UserChannelPreference
+from notifications.telegram_link import LinkRefused, consume, create_token, token_hash
+from notifications.telegram_updates import without_secrets
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_link_token_is_stored_only_as_its_hash_and_links_once():
+    user = make_user()
+    token = create_token(user)
+    stored = TelegramLinkToken.objects.get()
+    assert stored.token_hash == token_hash(token) and token not in stored.token_hash
+    assert consume(token_hash(token), 4242).user == user
+    with pytest.raises(LinkRefused, match="ya se usó"):
+        consume(token_hash(token), 4243)
+    assert UserChannelPreference.objects.get(user=user).channel_user_id == "4242"
+
+
+def test_an_expired_or_unknown_token_changes_nothing():
+    user = make_user()
+    token = create_token(user, now=timezone.now() - timedelta(hours=25))
+    with pytest.raises(LinkRefused, match="venció"):
+        consume(token_hash(token), 4244)
+    with pytest.raises(LinkRefused, match="no es válido"):
+        consume(token_hash("nunca-emitido"), 4244)
+    assert not UserChannelPreference.objects.exists()
+    assert TelegramLinkToken.objects.get().used_at is None
+
+
+def test_linking_a_chat_another_user_had_moves_it_to_the_new_user():
+    old = make_user(telegram=4245)
+    new = make_user()
+    linked = consume(token_hash(create_token(new)), 4245)
+    assert linked.previous_user == old
+    assert UserChannelPreference.objects.get(user=old).channel_user_id == ""
+
+
+def test_the_stored_update_has_the_start_token_replaced_by_its_hash():
+    update = {"update_id": 1, "message": {"chat": {"id": 5}, "text": "/start s3cr3t-t0ken", "entities": []}}
+    stored = without_secrets(update)
+    assert stored["message"]["text"] == f"/start hash:{token_hash('s3cr3t-t0ken')}"
+    assert update["message"]["text"] == "/start s3cr3t-t0ken"  # the caller's copy is untouched
+
+
+def test_a_muted_preference_gets_only_critical_messages(no_broker):
+    user = make_user(telegram=4246)
+    UserChannelPreference.objects.filter(user=user).update(muted_until=timezone.now() + timedelta(hours=2))
+    assert MessageRouter().send_to_user(user, "t", "normal", priority="high") == {}
+    assert MessageRouter().send_to_user(user, "t", "crítico", priority="critical") == {"TELEGRAM": True}
+    UserChannelPreference.objects.filter(user=user).update(muted_until=timezone.now() - timedelta(seconds=1))
+    assert MessageRouter().send_to_user(user, "t", "otra vez", priority="low") == {"TELEGRAM": True}
+    assert MessageLog.objects.count() == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2h", timedelta(hours=2)), ("30m", timedelta(minutes=30)), ("1d", timedelta(days=1)), ("3", timedelta(hours=3)),
+    ("30d", timedelta(days=7)), ("0h", None), ("mañana", None), ("", None),
+])
+def test_mute_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+def test_slow_work_answers_the_press_in_time_and_sends_the_outcome_as_a_message(sandbox, settings):
+    settings.TELEGRAM_CALLBACK_ANSWER_AFTER_S = 0.05
+    sandbox.inject_message(4247, "hola")  # the chat exists
+    query = sandbox.inject_callback(4247, 1, "x")["callback_query"]
+    import time
+
+    with CallbackAnswer(query, 4247) as answer:
+        time.sleep(0.5)  # the decision takes longer than the answer may wait
+        answer.say("✅ Orden aceptada")
+    [answered] = sandbox.callback_answers()
+    assert answered["ok"] and answered["text"] == "⏳ Procesando…"
+    assert sandbox.messages(chat_id=4247)[-1]["text"] == "✅ Orden aceptada"
+
+
+def test_a_failure_still_answers_the_press(sandbox):
+    query = sandbox.inject_callback(4248, 1, "x")["callback_query"]
+    with pytest.raises(RuntimeError), CallbackAnswer(query, 4248):
+        raise RuntimeError("database down")
+    [answered] = sandbox.callback_answers()
+    assert answered["ok"] and "no se cambió nada" in answered["text"]
+
+
+def test_the_poller_explains_a_409_when_a_webhook_is_set(sandbox, monkeypatch):
+    from notifications.channels.telegram import TelegramChannel, set_webhook
+    from notifications.telegram_polling import Poller
+    from tests.conftest import SANDBOX_TOKEN
+
+    bot = TelegramChannel(SANDBOX_TOKEN, sandbox.url, timeout=5)
+    set_webhook(bot, "http://127.0.0.1:9/telegram/webhook/", "s", ["message"])
+    said = []
+    poller = Poller(bot, poll_timeout=1, say=said.append)
+    monkeypatch.setattr("notifications.telegram_polling.CONFLICT_BACKOFF_S", 0)
+    with pytest.raises(ChannelError) as caught:
+        poller._poll(0)
+    assert caught.value.code == 409
+    poller._explain(caught.value, 1)
+    assert "setup_telegram_bot --delete-webhook" in said[-1]
