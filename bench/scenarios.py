@@ -552,7 +552,7 @@ def bot(bench):
     bench.fresh()
     settings.TELEGRAM_WEBHOOK_SECRET = secret = "bench-webhook-secret"
     users = _users(bench.population("TECHNICIAN", n + 1, CHAT_BASE["TECHNICIAN"]))
-    channel, outgoing = _channel(bench)
+    channel, _outgoing = _channel(bench)
     raw = []
     for _ in range(n):
         sent = channel.call("sendMessage", chat_id=CHAT_BASE["TECHNICIAN"], text="base")

@@ -293,3 +293,95 @@ def render_chat(sandbox, chat_id):
     records = chats.get(key, [])
     body = f'<p><a href="/">{escape(t["all_chats"])}</a></p>' + _chat_section(key, records, settings.get(key), t, zone)
     return _layout(f"{t['title']}: {t['chat'].format(chat=_chat_name(key, settings.get(key)))}", body, lang)
+
+
+# -- two-way: typing and pressing, as the chat's user ------------------------------
+# Kept apart from the rendering above: the chat page gains a form and a script
+# that post to the control API (POST /_sandbox/updates, /_sandbox/chats) as the
+# chat's user; buttons with callback_data become pressable. Edits show through
+# the normal refresh ("edited (Nx)").
+
+_INTERACTIVE_SCRIPT = """
+<script>
+(function(){
+  var chat = document.body.getAttribute('data-chat');
+  function post(path, body){
+    return fetch('/_sandbox/' + path, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                        body: JSON.stringify(body)})
+      .then(function(r){ return r.json().then(function(d){ if(!r.ok){ alert(d.error || r.status); } return d; }); });
+  }
+  var form = document.getElementById('say');
+  if (form) form.addEventListener('submit', function(e){
+    e.preventDefault();
+    var input = form.querySelector('input[name=text]');
+    if (!input.value) return;
+    post('updates', {message: {chat_id: chat, text: input.value}}).then(function(){ location.reload(); });
+  });
+  document.querySelectorAll('[data-callback]').forEach(function(b){
+    b.addEventListener('click', function(){
+      post('updates', {callback_query: {chat_id: chat, message_id: Number(b.getAttribute('data-message')),
+                                        data: b.getAttribute('data-callback')}})
+        .then(function(){ setTimeout(function(){ location.reload(); }, 700); });
+    });
+  });
+  var block = document.getElementById('block');
+  if (block) block.addEventListener('click', function(){
+    post('updates', {my_chat_member: {chat_id: chat, status: block.getAttribute('data-status')}})
+      .then(function(){ location.reload(); });
+  });
+  // The page refreshes itself, but not while someone is typing.
+  var typing = false;
+  if (form) form.addEventListener('input', function(){ typing = true; });
+  setInterval(function(){ if (!typing) location.reload(); }, 3000);
+})();
+</script>
+"""
+
+_INTERACTIVE_STYLE = (
+    "<style>button.press{border:1px solid #88a;border-radius:4px;background:#eef;margin:.1rem;cursor:pointer}"
+    "#say input{width:30rem}</style>"
+)
+
+
+def interactive_controls(chat_id, blocked=False):
+    """The form and the block/unblock switch for one private chat's user."""
+    status = "member" if blocked else "kicked"
+    label = "Unblock the bot" if blocked else "Block the bot"
+    return (
+        f'{_INTERACTIVE_STYLE}<form id="say" class="msg"><b>Write as this chat\'s user</b> '
+        '<input name="text" placeholder="/start &lt;token&gt;, /ordenes, /ayuda, ..." autocomplete="off"> '
+        f'<button>Send</button> <button type="button" id="block" data-status="{status}">{escape(label)}</button>'
+        '<div class="meta">Press a button below to send its callback query as this user.</div></form>'
+    )
+
+
+def pressable_buttons(html, records):
+    """Turn the callback buttons of ``records`` into pressable ones in ``html``."""
+    for record in records:
+        for row in (record.get("reply_markup") or {}).get("inline_keyboard") or []:
+            for button in row:
+                if not isinstance(button, dict) or "callback_data" not in button:
+                    continue
+                data = str(button["callback_data"])
+                label = escape(str(button.get("text", "")))
+                old = f'<span class="btn" title="{escape("callback_data=" + data)}">{label}</span>'
+                new = (f'<button type="button" class="press" data-callback="{escape(data)}" '
+                       f'data-message="{record["message_id"]}" title="{escape("callback_data=" + data)}">{label}</button>')
+                html = html.replace(old, new, 1)
+    return html
+
+
+def render_interactive_chat(sandbox, chat_id):
+    """The chat page with the two-way controls (a private chat only)."""
+    html = render_chat(sandbox, chat_id)
+    key = chat_key(chat_id)
+    if html is None or not isinstance(key, int) or key <= 0:
+        return html
+    settings = {c["chat_id"]: c for c in sandbox.chats()}.get(key) or {}
+    html = pressable_buttons(html, sandbox.messages(chat_id=key))
+    # Our own script refreshes (and pauses while typing), so drop the meta refresh.
+    html = html.replace('<meta http-equiv="refresh" content="3">', "", 1)
+    html = html.replace("<body>", f'<body data-chat="{key}">', 1)
+    marker = '<p><a href="/">&larr; all chats</a></p>'
+    html = html.replace(marker, marker + interactive_controls(key, settings.get("state") == "blocked"), 1)
+    return html.replace("</body>", _INTERACTIVE_SCRIPT + "</body>", 1)

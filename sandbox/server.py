@@ -343,7 +343,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             html = page.render_index(sandbox)
         else:
             chat_id = urllib.parse.unquote(path[len("/chat/"):])
-            html = page.render_chat(sandbox, chat_id)
+            html = page.render_interactive_chat(sandbox, chat_id)
             if html is None:
                 self._send(404, b"<!doctype html><title>Not found</title><p>No such chat.</p>", "text/html")
                 return

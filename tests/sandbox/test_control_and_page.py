@@ -148,3 +148,35 @@ def test_python_m_sandbox_prints_its_url_serves_and_exits_cleanly_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_chat_page_lets_a_person_type_and_press_buttons_and_block_the_bot(sandbox):
+    import requests
+
+    from sandbox.page import render_interactive_chat
+
+    bot_url = sandbox.bot_url("100000:sandbox-token-not-secret")
+    markup = {"inline_keyboard": [[{"text": "✅ Aceptar", "callback_data": "tok<en>"}]]}
+    requests.post(f"{bot_url}/sendMessage", json={"chat_id": 4321, "text": "OT", "reply_markup": markup}, timeout=5)
+    html = requests.get(f"{sandbox.url}/chat/4321", timeout=5).text
+    assert '<form id="say"' in html and 'id="block" data-status="kicked"' in html
+    assert 'data-callback="tok&lt;en&gt;" data-message="1"' in html  # pressable, escaped
+    assert 'http-equiv="refresh"' not in html  # the script refreshes, not while typing
+    sandbox.inject_update({"my_chat_member": {"chat_id": 4321, "status": "kicked"}})
+    assert 'data-status="member"' in render_interactive_chat(sandbox, 4321)
+    assert sandbox.updates()[-1]["my_chat_member"]["new_chat_member"]["status"] == "kicked"
+    group = requests.get(f"{sandbox.url}/chat/-100", timeout=5).text
+    assert '<form id="say"' not in group  # a group has no single user to type as
+
+
+def test_set_my_commands_is_validated_and_stored_per_language(sandbox):
+    import requests
+
+    bot_url = sandbox.bot_url("100000:sandbox-token-not-secret")
+    ok = requests.post(f"{bot_url}/setMyCommands", json={"commands": [{"command": "ayuda", "description": "Ayuda"}]},
+                       timeout=5)
+    assert ok.json() == {"ok": True, "result": True}
+    bad = requests.post(f"{bot_url}/setMyCommands", json={"commands": [{"command": "Ayuda!", "description": "x"}]},
+                        timeout=5)
+    assert bad.status_code == 400 and "BOT_COMMAND_INVALID" in bad.json()["description"]
+    assert sandbox.bot_commands() == {"default/-": [{"command": "ayuda", "description": "Ayuda"}]}
