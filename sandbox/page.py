@@ -351,24 +351,33 @@ def interactive_controls(chat_id, blocked=False):
         f'{_INTERACTIVE_STYLE}<form id="say" class="msg"><b>Write as this chat\'s user</b> '
         '<input name="text" placeholder="/start &lt;token&gt;, /ordenes, /ayuda, ..." autocomplete="off"> '
         f'<button>Send</button> <button type="button" id="block" data-status="{status}">{escape(label)}</button>'
-        '<div class="meta">Press a button below to send its callback query as this user.</div></form>'
+        "</form>"
     )
 
 
-def pressable_buttons(html, records):
-    """Turn the callback buttons of ``records`` into pressable ones in ``html``."""
-    for record in records:
-        for row in (record.get("reply_markup") or {}).get("inline_keyboard") or []:
-            for button in row:
-                if not isinstance(button, dict) or "callback_data" not in button:
-                    continue
-                data = str(button["callback_data"])
-                label = escape(str(button.get("text", "")))
-                old = f'<span class="btn" title="{escape("callback_data=" + data)}">{label}</span>'
-                new = (f'<button type="button" class="press" data-callback="{escape(data)}" '
-                       f'data-message="{record["message_id"]}" title="{escape("callback_data=" + data)}">{label}</button>')
-                html = html.replace(old, new, 1)
-    return html
+def pressable_buttons(records, limit=5):
+    """The callback buttons of the chat's latest ``limit`` messages that have
+    any, as buttons that send the callback query (a panel of its own, so it
+    does not depend on how messages are drawn)."""
+    rows = []
+    for record in reversed(records):
+        buttons = [b for row in (record.get("reply_markup") or {}).get("inline_keyboard") or [] for b in row
+                   if isinstance(b, dict) and "callback_data" in b]
+        if not buttons:
+            continue
+        cells = "".join(
+            f'<button type="button" class="press" data-callback="{escape(str(b["callback_data"]))}" '
+            f'data-message="{record["message_id"]}" title="{escape("callback_data=" + str(b["callback_data"]))}">'
+            f'{escape(str(b.get("text", "")))}</button>'
+            for b in buttons
+        )
+        preview = escape(" ".join(str(record.get("text") or "").split())[:60])
+        rows.append(f'<div class="meta">#{record["message_id"]} {preview}</div><div>{cells}</div>')
+        if len(rows) >= limit:
+            break
+    if not rows:
+        return ""
+    return '<div class="msg" id="press"><b>Press a button as this chat\'s user</b>' + "".join(rows) + "</div>"
 
 
 def render_interactive_chat(sandbox, chat_id):
@@ -378,10 +387,9 @@ def render_interactive_chat(sandbox, chat_id):
     if html is None or not isinstance(key, int) or key <= 0:
         return html
     settings = {c["chat_id"]: c for c in sandbox.chats()}.get(key) or {}
-    html = pressable_buttons(html, sandbox.messages(chat_id=key))
+    controls = interactive_controls(key, settings.get("state") == "blocked") + pressable_buttons(
+        sandbox.messages(chat_id=key))
     # Our own script refreshes (and pauses while typing), so drop the meta refresh.
     html = html.replace('<meta http-equiv="refresh" content="3">', "", 1)
-    html = html.replace("<body>", f'<body data-chat="{key}">', 1)
-    marker = '<p><a href="/">&larr; all chats</a></p>'
-    html = html.replace(marker, marker + interactive_controls(key, settings.get("state") == "blocked"), 1)
+    html = html.replace("<body>", f'<body data-chat="{key}">{controls}', 1)
     return html.replace("</body>", _INTERACTIVE_SCRIPT + "</body>", 1)
