@@ -67,16 +67,23 @@ def _resolve(event, user):
         InboundEvent.objects.filter(pk=event.pk).update(user=user)
 
 
+def with_one_wait(call, *args, **kwargs):
+    """A chat's flood limit (429 with a short retry_after): wait once, then
+    let the error through. Replies and edits are not MessageLog rows, so they
+    do not go through the delivery worker's limiter."""
+    try:
+        return call(*args, **kwargs)
+    except ChannelError as exc:
+        if not exc.retry_after or exc.retry_after > 3:
+            raise
+        time.sleep(exc.retry_after)
+        return call(*args, **kwargs)
+
+
 def reply(chat_id, text, markup=None):
     """Send an HTML reply; returns '' or what went wrong (for the outcome)."""
     try:
-        try:
-            bot().send_text(chat_id, text, reply_markup=markup)
-        except ChannelError as exc:
-            if not exc.retry_after or exc.retry_after > 3:
-                raise
-            time.sleep(exc.retry_after)  # a chat's flood limit: one short wait, then give up
-            bot().send_text(chat_id, text, reply_markup=markup)
+        with_one_wait(bot().send_text, chat_id, text, reply_markup=markup)
     except ChannelError as exc:
         logger.warning("Telegram reply to %s failed: %s", chat_id, exc)
         return " " + _("(reply not sent: %(error)s)") % {"error": exc}
@@ -201,7 +208,7 @@ def update_offer_messages(order, seq, pressed=None):
         text = tg.render(_outgoing(row))[-1] + "\n\n" + tg.escape(line)
         done.add((str(row.recipient), str(message_id)))
         try:
-            tg.edit_message_text(bot(), row.recipient, message_id, text)
+            with_one_wait(tg.edit_message_text, bot(), row.recipient, message_id, text)
             edited += 1
         except ChannelError as exc:
             if not tg.is_expected_edit_error(exc):
@@ -222,7 +229,8 @@ def _strip_buttons(chat_id, message, tokens, line):
     kept = [[b for b in row if b.get("callback_data") not in tokens] for row in rows]
     kept = [row for row in kept if row]
     try:
-        tg.edit_message_reply_markup(bot(), chat_id, message["message_id"], {"inline_keyboard": kept} if kept else None)
+        with_one_wait(tg.edit_message_reply_markup, bot(), chat_id, message["message_id"],
+                      {"inline_keyboard": kept} if kept else None)
     except ChannelError as exc:
         if not tg.is_expected_edit_error(exc):
             return [str(exc)]

@@ -110,3 +110,57 @@ def test_the_poller_explains_a_409_when_a_webhook_is_set(sandbox, monkeypatch):
     assert caught.value.code == 409
     poller._explain(caught.value, 1)
     assert "setup_telegram_bot --delete-webhook" in said[-1]
+
+
+def test_setup_telegram_bot_sets_shows_and_deletes_the_webhook(sandbox, settings):
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.TELEGRAM_WEBHOOK_SECRET = ""
+    with pytest.raises(CommandError, match="TELEGRAM_WEBHOOK_SECRET"):
+        call_command("setup_telegram_bot", webhook_url="http://127.0.0.1:9/telegram/webhook/")
+    assert sandbox.webhook_info()["url"] == ""
+    settings.TELEGRAM_WEBHOOK_SECRET = "s3cret"
+    out = io.StringIO()
+    call_command("setup_telegram_bot", webhook_url="http://127.0.0.1:9/telegram/webhook/", stdout=out)
+    assert "Webhook: http://127.0.0.1:9/telegram/webhook/" in out.getvalue()
+    assert sandbox.webhook_info()["allowed_updates"] == ["message", "callback_query", "my_chat_member"]
+    assert sandbox.bot_commands()["default/-"][0] == {"command": "ordenes",
+                                                      "description": "Mis órdenes de trabajo abiertas"}
+    assert sandbox.bot_commands()["default/en"][0]["description"] == "My open work orders"
+    call_command("setup_telegram_bot", delete_webhook=True, stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("setup_telegram_bot", stdout=out)
+    assert "Webhook: ninguno" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_poller_survives_bad_gateways_and_then_records_what_came(sandbox, monkeypatch):
+    import threading
+
+    from notifications.channels.telegram import TelegramChannel
+    from notifications.models import InboundEvent
+    from notifications.telegram_polling import Poller, load_offset
+    from tests.conftest import SANDBOX_TOKEN
+    from tests.support.processes import wait_for
+
+    monkeypatch.setattr("notifications.telegram_polling.MAX_BACKOFF_S", 0.2)
+    monkeypatch.setattr("notifications.inbound.publish_event", lambda pk, countdown=None: True)
+    sandbox.configure(fail_rate=1.0)
+    said = []
+    poller = Poller(TelegramChannel(SANDBOX_TOKEN, sandbox.url, timeout=5), poll_timeout=1, say=said.append)
+    thread = threading.Thread(target=poller.run)
+    thread.start()
+    try:
+        wait_for(lambda: sum("502" in s for s in said) >= 2, message="two bad gateways explained")
+        update = sandbox.inject_message(4250, "/ayuda")
+        sandbox.configure(fail_rate=0)
+        wait_for(lambda: InboundEvent.objects.filter(event_id=str(update["update_id"])).exists(),
+                 message="the update recorded after the outage")
+    finally:
+        poller.stopping.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert load_offset() == update["update_id"] + 1
