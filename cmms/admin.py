@@ -45,8 +45,8 @@ class UserAdmin(BaseUserAdmin):
         for user in queryset.filter(is_active=True):
             link = create_link(user, username)
             self.message_user(request, format_html(
-                _("Telegram link for {user} (valid {hours:g} h, once): <a href=\"{link}\">{link}</a>"),
-                user=user.username, hours=settings.TELEGRAM_LINK_TTL_H, link=link), messages.SUCCESS)
+                _("Telegram link for {user} (valid {hours} h, once): <a href=\"{link}\">{link}</a>"),
+                user=user.username, hours=f"{settings.TELEGRAM_LINK_TTL_H:g}", link=link), messages.SUCCESS)
 
 
 @admin.register(Asset)

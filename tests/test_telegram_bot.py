@@ -164,3 +164,59 @@ def test_the_poller_survives_bad_gateways_and_then_records_what_came(sandbox, mo
         thread.join(10)
     assert not thread.is_alive()
     assert load_offset() == update["update_id"] + 1
+
+
+def _say(sandbox, chat_id, text):
+    """A user's message, recorded as the webhook would and processed here (no worker)."""
+    from notifications import inbound
+    from notifications.telegram_updates import record_update
+
+    event, _created = record_update(sandbox.inject_message(chat_id, text), publish=False)
+    inbound.process(event.pk)
+    event.refresh_from_db()
+    return event, sandbox.messages(chat_id=chat_id)[-1]["text"]
+
+
+def test_start_without_a_link_tells_an_unlinked_chat_its_id(sandbox):
+    event, answer = _say(sandbox, 4260, "/start")
+    assert "no está vinculado" in answer and "4260" in answer
+    assert event.status == "PROCESSED" and event.user is None
+
+
+def test_ot_shows_an_order_only_to_people_allowed_to_see_it(sandbox, no_broker):
+    from tests.support.cmms import make_work_order
+
+    operator = make_user(telegram=4261, first_name="Ana")
+    make_user(telegram=4262)
+    order = make_work_order(title="Cambio <de> filtro")
+    order.assign(operator)
+    _event, answer = _say(sandbox, 4261, f"/ot {order.number.lower()}")
+    assert answer.startswith(f"📋 {order.number} · Cambio <de> filtro") and "Estado: Asignada" in answer
+    _event, other = _say(sandbox, 4262, f"/ot {order.pk}")
+    assert other == f"No encontré una orden de trabajo {order.number} que usted pueda ver."
+    _event, missing = _say(sandbox, 4262, "/ot OT-99999")
+    assert missing == "No encontré una orden de trabajo OT-99999 que usted pueda ver."  # the same answer
+
+
+def test_desvincular_unlinks_the_chat_and_then_only_linking_is_offered(sandbox):
+    user = make_user(telegram=4263)
+    event, answer = _say(sandbox, 4263, "/desvincular")
+    assert "ya no está vinculado" in answer and event.user == user
+    pref = UserChannelPreference.objects.get(user=user)
+    assert (pref.channel_user_id, pref.is_enabled) == ("", False)
+    _event, answer = _say(sandbox, 4263, "/ordenes")
+    assert "no está vinculado" in answer
+
+
+def test_the_admin_action_shows_a_one_time_link(sandbox, client):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    user = make_user(username="tecnico9")
+    client.force_login(admin)
+    response = client.post("/admin/cmms/user/", {"action": "link_telegram", "_selected_action": [user.pk]},
+                           follow=True)
+    [message] = [str(m) for m in response.context["messages"]]
+    assert "tecnico9" in message and "https://t.me/cmms_sandbox_bot?start=" in message
+    token = message.split("start=", 1)[1].split('"', 1)[0]
+    assert TelegramLinkToken.objects.get(user=user).token_hash == token_hash(token)
