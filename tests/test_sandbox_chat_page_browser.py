@@ -13,7 +13,7 @@ from tests.support.processes import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_a_person_types_presses_a_button_and_sees_the_edit(sandbox, browser):
+def test_a_person_types_presses_a_button_and_sees_the_edit(sandbox, browser):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     bot = sandbox.bot_url(SANDBOX_TOKEN)
