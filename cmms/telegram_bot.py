@@ -191,7 +191,26 @@ def _outgoing(log):
                            link=payload.get("link", ""), link_label=_("Open in the CMMS"))
 
 
-def update_offer_messages(order, seq, pressed=None):
+EDIT_TASK = "cmms.edit_offer_messages"
+EDIT_ATTEMPTS = 4
+
+
+def schedule_edit_retry(order_id, seq, attempt, delay):
+    """Edits that failed for a passing reason (a flood limit, a network error)
+    are tried again by a task; a repeat of one that went through is answered
+    "message is not modified", which is expected."""
+    from celery import current_app
+
+    from notifications.dispatch import run_bounded
+
+    def _send():
+        current_app.send_task(EDIT_TASK, args=[order_id, seq, attempt], countdown=delay,
+                              queue=settings.NOTIFICATION_QUEUES[ChannelType.TELEGRAM])
+
+    return run_bounded(_send, what=f"edits of work order {order_id}")
+
+
+def update_offer_messages(order, seq, pressed=None, attempt=1):
     """Edit every sent Telegram message that offered this decision: the
     buttons go, the decision line is added. Returns a summary for the outcome."""
     order = WorkOrder.objects.select_related("decided_by").get(pk=order.pk)
@@ -200,7 +219,7 @@ def update_offer_messages(order, seq, pressed=None):
     rows = MessageLog.objects.filter(
         channel_type=ChannelType.TELEGRAM, related_object_type="work_order", related_object_id=str(order.pk),
     ).exclude(provider_message_id="")
-    edited, failed, done = 0, [], set()
+    edited, failed, done, retry_in = 0, [], set(), None
     for row in rows:
         if not any(a.get("callback_data") in tokens for a in (row.payload or {}).get("actions") or []):
             continue
@@ -213,6 +232,8 @@ def update_offer_messages(order, seq, pressed=None):
         except ChannelError as exc:
             if not tg.is_expected_edit_error(exc):
                 failed.append(str(exc))
+                if not exc.permanent:
+                    retry_in = max(retry_in or 0, exc.retry_after or 2.0 ** attempt)
     if pressed and pressed[1].get("message_id"):
         chat_id, message = pressed
         if (str(chat_id), str(message["message_id"])) not in done:
@@ -221,6 +242,8 @@ def update_offer_messages(order, seq, pressed=None):
     summary = " " + _("%(n)d message(s) edited.") % {"n": edited}
     if failed:
         summary += " " + _("Edits failed: %(errors)s") % {"errors": "; ".join(failed)[:150]}
+        if retry_in is not None and attempt < EDIT_ATTEMPTS and schedule_edit_retry(order.pk, seq, attempt + 1, retry_in):
+            summary += " " + _("Trying again in %(s)d s.") % {"s": int(retry_in)}
     return summary
 
 

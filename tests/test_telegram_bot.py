@@ -220,3 +220,34 @@ def test_the_admin_action_shows_a_one_time_link(sandbox, client):
     assert "tecnico9" in message and "https://t.me/cmms_sandbox_bot?start=" in message
     token = message.split("start=", 1)[1].split('"', 1)[0]
     assert TelegramLinkToken.objects.get(user=user).token_hash == token_hash(token)
+
+
+def test_edits_that_hit_a_flood_limit_are_retried_by_a_task(sandbox, no_broker, monkeypatch):
+    from cmms import actions, tasks
+    from cmms.telegram_bot import update_offer_messages
+    from notifications.channels.base import OutgoingMessage
+    from notifications.channels.telegram import TelegramChannel
+    from tests.conftest import SANDBOX_TOKEN
+    from tests.support.cmms import make_work_order
+
+    operator = make_user(telegram=4270, first_name="Ana", last_name="Rojas")
+    order = make_work_order()
+    order.assign(operator)
+    log = MessageLog.objects.get(user=operator)
+    channel = TelegramChannel(SANDBOX_TOKEN, sandbox.url)
+    sent_id = channel.send("4270", OutgoingMessage(title=log.title, body=log.body, actions=log.payload["actions"]))
+    MessageLog.objects.filter(pk=log.pk).update(status="SENT", provider_message_id=sent_id)
+    actions.decide(order.pk, operator, actions.ACCEPT, via="TELEGRAM", offered_seq=order.assignment_seq)
+    scheduled = []
+    monkeypatch.setattr("cmms.telegram_bot.schedule_edit_retry", lambda *args: scheduled.append(args) or True)
+
+    sandbox.configure(force_429={"scope": 4270, "retry_after": 5})
+    summary = update_offer_messages(order, order.assignment_seq)
+    assert "Ediciones fallidas" in summary and "429" in summary
+    assert scheduled == [(order.pk, order.assignment_seq, 2, 5.0)]
+    assert not sandbox.messages(chat_id=4270)[-1]["edited"]
+
+    sandbox.configure(force_429=None)
+    assert "1 mensaje(s) editado(s)" in tasks.edit_offer_messages(order.pk, order.assignment_seq, 2)
+    edited = sandbox.messages(chat_id=4270)[-1]
+    assert edited["reply_markup"] is None and edited["text"].splitlines()[-1].startswith("✅ Aceptada por Ana Rojas")
