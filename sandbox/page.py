@@ -339,23 +339,32 @@ _INTERACTIVE_SCRIPT = """
 
 _INTERACTIVE_STYLE = (
     "<style>button.press{border:1px solid #88a;border-radius:4px;background:#eef;margin:.1rem;cursor:pointer}"
-    "#say input{width:30rem}</style>"
+    "#say input{width:100%;max-width:30rem;box-sizing:border-box}</style>"
 )
 
 
-def interactive_controls(chat_id, blocked=False):
+INTERACTIVE_TEXTS = {
+    "es": {"write": "Escribir como el usuario de este chat", "send": "Enviar", "block": "Bloquear al bot",
+           "unblock": "Desbloquear al bot", "press": "Presionar un botón como el usuario de este chat"},
+    "en": {"write": "Write as this chat's user", "send": "Send", "block": "Block the bot",
+           "unblock": "Unblock the bot", "press": "Press a button as this chat's user"},
+}
+
+
+def interactive_controls(chat_id, blocked=False, lang="es"):
     """The form and the block/unblock switch for one private chat's user."""
+    t = INTERACTIVE_TEXTS.get(lang, INTERACTIVE_TEXTS["es"])
     status = "member" if blocked else "kicked"
-    label = "Unblock the bot" if blocked else "Block the bot"
+    label = t["unblock"] if blocked else t["block"]
     return (
-        f'{_INTERACTIVE_STYLE}<form id="say" class="msg"><b>Write as this chat\'s user</b> '
+        f'{_INTERACTIVE_STYLE}<form id="say" class="msg"><b>{escape(t["write"])}</b> '
         '<input name="text" placeholder="/start &lt;token&gt;, /ordenes, /ayuda, ..." autocomplete="off"> '
-        f'<button>Send</button> <button type="button" id="block" data-status="{status}">{escape(label)}</button>'
-        "</form>"
+        f'<button>{escape(t["send"])}</button> '
+        f'<button type="button" id="block" data-status="{status}">{escape(label)}</button></form>'
     )
 
 
-def pressable_buttons(records, limit=5):
+def pressable_buttons(records, limit=5, lang="es"):
     """The callback buttons of the chat's latest ``limit`` messages that have
     any, as buttons that send the callback query (a panel of its own, so it
     does not depend on how messages are drawn)."""
@@ -377,7 +386,8 @@ def pressable_buttons(records, limit=5):
             break
     if not rows:
         return ""
-    return '<div class="msg" id="press"><b>Press a button as this chat\'s user</b>' + "".join(rows) + "</div>"
+    title = escape(INTERACTIVE_TEXTS.get(lang, INTERACTIVE_TEXTS["es"])["press"])
+    return f'<div class="msg" id="press"><b>{title}</b>' + "".join(rows) + "</div>"
 
 
 def render_interactive_chat(sandbox, chat_id):
@@ -387,8 +397,9 @@ def render_interactive_chat(sandbox, chat_id):
     if html is None or not isinstance(key, int) or key <= 0:
         return html
     settings = {c["chat_id"]: c for c in sandbox.chats()}.get(key) or {}
-    controls = interactive_controls(key, settings.get("state") == "blocked") + pressable_buttons(
-        sandbox.messages(chat_id=key))
+    lang = _language(sandbox)
+    controls = interactive_controls(key, settings.get("state") == "blocked", lang) + pressable_buttons(
+        sandbox.messages(chat_id=key), lang=lang)
     # Our own script refreshes (and pauses while typing), so drop the meta refresh.
     html = html.replace('<meta http-equiv="refresh" content="3">', "", 1)
     html = html.replace("<body>", f'<body data-chat="{key}">{controls}', 1)
