@@ -18,7 +18,7 @@ import logging
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -30,6 +30,42 @@ from .predictions import lock_asset, record_prediction
 
 logger = logging.getLogger(__name__)
 MAX_TIME_TO_FAILURE_HOURS = 24 * 365 * 10
+# Deeper JSON than this is refused before anything looks at it (Python's
+# parser and serializer recurse: ~1000 levels raise RecursionError).
+MAX_DEPTH = 32
+
+
+def text_problem(value):
+    """Why a string cannot be stored (PostgreSQL refuses NUL; a lone surrogate
+    is not UTF-8), or None."""
+    if "\x00" in value:
+        return _("Contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _("Contains a character that is not valid Unicode (a lone surrogate).")
+    return None
+
+
+def storage_errors(value, depth=0):
+    """The first reason ``value`` (parsed JSON) cannot be stored, or None: any
+    string or key with NUL or a lone surrogate, nesting deeper than MAX_DEPTH.
+    Iterative in spirit: the depth bound keeps the recursion short."""
+    if depth > MAX_DEPTH:
+        return _("Nested deeper than %(n)d levels.") % {"n": MAX_DEPTH}
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key) or storage_errors(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = storage_errors(item, depth + 1)
+            if problem:
+                return problem
+    return None
 
 
 class PredictionForm(forms.Form):
@@ -61,6 +97,13 @@ def validate_item(item, assets):
     """(cleaned data, None) or (None, {field: [messages]})."""
     if not isinstance(item, dict):
         return None, {"__all__": [_("Each prediction must be a JSON object.")]}
+    unstorable = {}
+    for field, value in item.items():
+        problem = storage_errors(field) or storage_errors(value, 1)
+        if problem:
+            unstorable[field if not text_problem(field) else "__all__"] = [problem]
+    if unstorable:
+        return None, unstorable
     unknown = sorted(set(item) - set(PredictionForm.base_fields))
     # JSON numbers arrive as numbers; a form field expects text or numbers,
     # but must not silently accept true/false as 1/0.
@@ -100,6 +143,8 @@ def predictions(request):
         payload = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
         return _error(400, _("The body is not valid JSON."))
+    except RecursionError:
+        return _error(400, _("The JSON is nested too deeply."))
     batch = isinstance(payload, list)
     items = payload if batch else [payload]
     if not items:
@@ -107,7 +152,8 @@ def predictions(request):
     if len(items) > settings.CMMS["ML_API_MAX_BATCH"]:
         return _error(400, _("At most %(n)d predictions per request.") % {"n": settings.CMMS["ML_API_MAX_BATCH"]})
 
-    codes = {str(i.get("asset")) for i in items if isinstance(i, dict) and i.get("asset")}
+    codes = {i["asset"] for i in items if isinstance(i, dict) and isinstance(i.get("asset"), str)
+             and not text_problem(i["asset"])}
     assets = set(Asset.objects.filter(code__in=codes, is_active=True).values_list("code", flat=True))
     cleaned, errors = [], {}
     for index, item in enumerate(items):
@@ -122,6 +168,12 @@ def predictions(request):
         recorded = _record_all(cleaned, client)
     except ValidationError as exc:  # only a race (an asset deleted meanwhile) gets here
         return _error(400, _("Invalid prediction."), errors=exc.message_dict)
+    except IntegrityError:
+        # Two requests of this client with the same external_id at the same
+        # moment (for different assets, which do not share a lock): the other
+        # one won; a retry of this one answers duplicate: true.
+        message = _("Another request with this external_id is being recorded; retry to get its result.")
+        return _error(400, _("Invalid prediction."), errors={"external_id": [message]})
     results = [_result(p) for p in recorded]
     body = {"count": len(results), "results": results} if batch else results[0]
     return JsonResponse(body, safe=False, json_dumps_params={"ensure_ascii": False})

@@ -8,6 +8,7 @@ compared in constant time.
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 
@@ -15,6 +16,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 TOKEN_SCHEME = "mlk_"
+# What new_token() makes; anything else (a NUL byte, non-ASCII) is refused
+# before it reaches the database.
+_TOKEN_SHAPE = re.compile(r"mlk_([0-9a-f]{1,16})\.[A-Za-z0-9_-]{1,200}")
 
 
 def _hash(token):
@@ -34,9 +38,10 @@ def authenticate(authorization_header):
 
     scheme, _sep, token = (authorization_header or "").partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_SCHEME) or "." not in token:
+    shape = _TOKEN_SHAPE.fullmatch(token)
+    if scheme.lower() != "bearer" or shape is None:
         return None
-    prefix = token[len(TOKEN_SCHEME):].split(".", 1)[0]
+    prefix = shape.group(1)
     client = MLClient.objects.filter(token_prefix=prefix, is_active=True).first()
     # Hash and compare even when no client matched, so the answer takes as
     # long for an unknown prefix as for a wrong secret.

@@ -313,7 +313,8 @@ class FailurePrediction(models.Model):
     model_version = models.CharField(_("model version"), max_length=50, blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
     # The ML client's own id for this prediction: a retried call with the same
-    # id returns the recorded prediction instead of recording it twice.
+    # id from the same client returns the recorded prediction instead of
+    # recording it twice.
     external_id = models.CharField(_("external id"), max_length=100, null=True, blank=True)
     ml_client = models.ForeignKey(
         "MLClient", on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions",
@@ -332,8 +333,12 @@ class FailurePrediction(models.Model):
         verbose_name_plural = _("failure predictions")
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Per client: one pipeline's ids say nothing about another's. (Rows
+            # without a client, from Python callers, are deduplicated by the
+            # lookup in record_prediction under the asset's lock.)
             models.UniqueConstraint(
-                fields=["external_id"], condition=Q(external_id__isnull=False), name="prediction_unique_external_id"
+                fields=["ml_client", "external_id"], condition=Q(external_id__isnull=False),
+                name="prediction_unique_client_external_id",
             ),
             models.CheckConstraint(
                 condition=Q(probability__gte=0) & Q(probability__lte=1), name="prediction_probability_0_1"

@@ -89,9 +89,10 @@ def record_prediction(
 
     ``asset`` is an Asset or its code. Returns the FailurePrediction; its
     ``work_order`` is the order created or updated (None for LOW), ``action``
-    says what happened and ``alerted`` whether an alert was queued. A repeated
-    ``external_id`` returns the prediction recorded the first time, with
-    ``duplicate = True``. Raises ValidationError for bad input, writing nothing.
+    says what happened and ``alerted`` whether an alert was queued. An
+    ``external_id`` the same ``ml_client`` used before returns the prediction
+    recorded the first time, with ``duplicate = True`` (ids are per client).
+    Raises ValidationError for bad input, writing nothing.
     """
     failure_mode = str(failure_mode or "").strip()
     risk_level = str(risk_level or "").strip().upper()
@@ -104,7 +105,11 @@ def record_prediction(
     with transaction.atomic():
         asset = lock_asset(asset)
         if external_id:
-            existing = FailurePrediction.objects.filter(external_id=external_id).select_related("work_order").first()
+            existing = (
+                FailurePrediction.objects.filter(external_id=external_id, ml_client=ml_client)
+                .select_related("work_order")
+                .first()
+            )
             if existing:
                 existing.duplicate = True
                 return existing

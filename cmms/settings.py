@@ -39,12 +39,34 @@ def env_int(name, default):
     return int(value) if value not in (None, "") else default
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+def local_secret_key():
+    """A random key kept in var/ (mode 0600) for a machine without
+    DJANGO_SECRET_KEY: a laptop or a test run works with DEBUG off, and no
+    key is shared by every checkout. Set DJANGO_SECRET_KEY when several
+    hosts serve one site."""
+    path = VAR_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        key = secrets.token_urlsafe(50)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+# Off unless asked for: a debug page shows settings and the environment.
+# `make run` turns it on for itself.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or local_secret_key()
+# Error reports (debug pages, mails to ADMINS) never show connection URLs with
+# passwords or provider secrets, even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "cmms.error_reports.SecretsHidingFilter"
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 # `make run WEB_PORT=8100` publishes SITE_URL=http://127.0.0.1:8100 in var/run.env.
@@ -190,6 +212,13 @@ DELIVERY = {
     # A claim (SENDING) is a lease: a row still SENDING after it expired belongs
     # to a dead worker and the relay hands it out again.
     "LEASE_S": env_float("DELIVERY_LEASE_S", 120.0),
+    # Each worker process renews a Redis key this short-lived; when it is gone
+    # the process died, and the relay retries its rows without waiting for the
+    # lease (0 switches the heartbeat off: only the lease applies).
+    "WORKER_HEARTBEAT_TTL_S": env_float("DELIVERY_WORKER_HEARTBEAT_TTL_S", 6.0),
+    # The longest wait a provider's retry_after can impose (an absurd answer,
+    # 10 years or 1e12 s, is capped and reported in MessageLog.last_error).
+    "RETRY_AFTER_MAX_S": env_float("DELIVERY_RETRY_AFTER_MAX_S", 3600.0),
     # A QUEUED row never published (publish lost or broker down) is published
     # by the relay after this long.
     "RELAY_UNPUBLISHED_AFTER_S": env_float("DELIVERY_RELAY_UNPUBLISHED_AFTER_S", 5.0),
@@ -272,10 +301,17 @@ RATE_LIMIT = {
     "SOCKET_TIMEOUT_S": env_float("RATE_LIMIT_SOCKET_TIMEOUT_S", 0.5),
     # Without the limiter nothing is sent (fail closed): the row waits this long.
     "UNAVAILABLE_RETRY_S": env_float("RATE_LIMIT_UNAVAILABLE_RETRY_S", 5.0),
-    # Which scope a 429 blocks: "recipient" (that chat only), "account" (the
-    # whole bot) or "auto" (the chat; the whole bot once two different chats
-    # get a 429 while the first block lasts: someone else is using the bot).
-    "RETRY_AFTER_SCOPE": os.environ.get("RATE_LIMIT_RETRY_AFTER_SCOPE", "auto"),
+    # Which scope a 429 blocks: "account" (the whole bot), "recipient" (that
+    # chat only) or "auto" (the chat; the whole bot once two different chats
+    # get a 429 while the first block lasts). Telegram does not say which limit
+    # a 429 is for; "account" is the only choice that never sends inside a
+    # bot-wide retry_after. Its cost: a 429 that was only one chat's pauses
+    # every chat for retry_after (docs/operations.md).
+    "RETRY_AFTER_SCOPE": os.environ.get("RATE_LIMIT_RETRY_AFTER_SCOPE", "account"),
+    # Pace at this fraction of each published limit: network jitter bunches
+    # arrivals, and a provider counting in a sliding window answers 429 to a
+    # pace of exactly its limit.
+    "MARGIN": env_float("RATE_LIMIT_MARGIN", 0.9),
 }
 
 # --- Maintenance domain (cmms/) -------------------------------------------------

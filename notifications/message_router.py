@@ -10,6 +10,7 @@ tasks only after that transaction commits.
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 
 from . import dispatch, message_types
@@ -28,6 +29,27 @@ from .models import (
 )
 
 MAX_TITLE = 255
+
+
+def clean_text(value, field, allow_numbers=False):
+    """``value`` as text that every database stores alike, or RoutingError:
+    PostgreSQL refuses NUL (SQLite keeps it), a lone surrogate is not UTF-8,
+    and anything but text (a list, a dict) is a caller's mistake."""
+    if isinstance(value, Promise):  # a lazy translation
+        value = str(value)
+    if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RoutingError(_("%(field)s must be text, not %(type)s.") % {"field": field, "type": type(value).__name__})
+    if "\x00" in value:
+        raise RoutingError(_("%(field)s contains a NUL character.") % {"field": field})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RoutingError(
+            _("%(field)s contains a character that is not valid Unicode (a lone surrogate).") % {"field": field}
+        ) from None
+    return value
 
 
 class RoutingResult(dict):
@@ -72,7 +94,15 @@ class MessageRouter:
         if user is None or getattr(user, "pk", None) is None:
             raise RoutingError(_("A saved user is required."))
         spec = self._validate(title, message, message_type, priority, actions)
+        related_object_type, related_object_id, link = (
+            clean_text(related_object_type or "", "related_object_type", allow_numbers=True),
+            clean_text(related_object_id or "", "related_object_id", allow_numbers=True),
+            clean_text(link or "", "link"),
+        )
+        idempotency_key = self._clean_key(idempotency_key)
         prefs = list(UserChannelPreference.objects.filter(user=user, is_enabled=True))
+        if not prefs and not get_user_model().objects.filter(pk=user.pk).exists():
+            raise RoutingError(_("User %(pk)r does not exist (deleted?).") % {"pk": user.pk})
         plan = self._plan(user, prefs, spec, self._enabled_channels())
         if not user.is_active:
             # The seed: only active (authenticated) users receive notifications.
@@ -122,10 +152,11 @@ class MessageRouter:
         delivery failures, which MessageLog records.
         """
         roles = {choice[0] for choice in get_user_model()._meta.get_field("role").choices}
-        if role_name not in roles:
+        if not isinstance(role_name, str) or role_name not in roles:
             raise RoutingError(_("Unknown role %(role)r. Known roles: %(roles)s") % {
                 "role": role_name, "roles": ", ".join(sorted(roles))})
         spec = self._validate(title, message, message_type, priority, None)
+        idempotency_key = self._clean_key(idempotency_key)
         users = list(get_user_model().objects.filter(role=role_name, is_active=True).values_list("pk", flat=True))
         prefs_by_user = {}
         for pref in UserChannelPreference.objects.filter(
@@ -146,14 +177,17 @@ class MessageRouter:
 
     # -- policy ---------------------------------------------------------------
     def _validate(self, title, message, message_type, priority, actions):
-        mtype = message_types.get(message_type)
-        if message is None or not str(message).strip():
+        mtype = message_types.get(clean_text(message_type, "message_type"))
+        if message is None:
             raise RoutingError(_("The message is empty."))
-        title = "" if title is None else str(title)
+        message = clean_text(message, "message", allow_numbers=True)
+        if not message.strip():
+            raise RoutingError(_("The message is empty."))
+        title = "" if title is None else clean_text(title, "title", allow_numbers=True)
         if len(title) > MAX_TITLE:
             raise RoutingError(_("The title is longer than %(max)d characters.") % {"max": MAX_TITLE})
         priority = priority or mtype.default_priority
-        if priority not in Priority.values:
+        if not isinstance(priority, str) or priority not in Priority.values:
             raise RoutingError(
                 _("Unknown priority %(priority)r. Use one of: %(choices)s")
                 % {"priority": priority, "choices": ", ".join(Priority.values)}
@@ -161,7 +195,7 @@ class MessageRouter:
         return {
             "type": mtype,
             "title": title,
-            "body": str(message),
+            "body": message,
             "priority": priority,
             "actions": self._validate_actions(actions),
         }
@@ -175,14 +209,21 @@ class MessageRouter:
         for action in actions:
             if not isinstance(action, dict) or not action.get("text") or not action.get("callback_data"):
                 raise RoutingError(_("Each action needs 'text' and 'callback_data'."))
-            data = str(action["callback_data"])
+            data = clean_text(action["callback_data"], "callback_data", allow_numbers=True)
+            text = clean_text(action["text"], "text", allow_numbers=True)
             if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
                 raise RoutingError(
                     _("callback_data %(data)r is %(n)d bytes; Telegram allows at most %(max)d.")
                     % {"data": data, "n": len(data.encode()), "max": MAX_CALLBACK_DATA_BYTES}
                 )
-            clean.append({"text": str(action["text"]), "callback_data": data})
+            clean.append({"text": text, "callback_data": data})
         return clean
+
+    @staticmethod
+    def _clean_key(idempotency_key):
+        if idempotency_key in (None, ""):
+            return None
+        return clean_text(idempotency_key, "idempotency_key", allow_numbers=True)
 
     def _enabled_channels(self):
         """Registered channels (those with a delivery adapter) not switched off.

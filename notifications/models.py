@@ -196,6 +196,13 @@ class MessageLog(models.Model):
     # have delivered it, so a later successful attempt can be a duplicate.
     possible_duplicate = models.BooleanField(_("possible duplicate"), default=False)
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    # A long text goes out in several provider messages (Telegram: 4096
+    # characters each): how many reached the recipient, so that a retry
+    # resumes at the first unsent one instead of repeating the others.
+    chunks_sent = models.PositiveIntegerField(_("chunks sent"), default=0)
+    # The worker process holding the claim (SENDING): the relay retries the
+    # row at once when that worker's heartbeat stops, instead of after the lease.
+    claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True)
     related_object_type = models.CharField(_("related object type"), max_length=50, blank=True)
     related_object_id = models.CharField(_("related object id"), max_length=64, blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True)

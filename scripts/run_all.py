@@ -395,6 +395,9 @@ class Supervisor:
         env["TZ"] = env.get("TIME_ZONE") or "America/Santiago"
         # Links in messages point where this run serves.
         env["SITE_URL"] = env.get("SITE_URL") or f"http://{HOST}:{self.args.web_port}"
+        # DEBUG is off by default (cmms/settings.py); the local demo turns it on
+        # for itself (static files from runserver, the demo's known passwords).
+        env.setdefault("DJANGO_DEBUG", "1")
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
         # The worker talks to the sandbox on 127.0.0.1: never through a proxy.

@@ -120,9 +120,10 @@ def test_relay_publishes_every_waiting_row_again_when_the_broker_lost_its_data(p
     redis.Redis.from_url(redis_server.url).delete(outbox.BROKER_MARKER_KEY)  # what a restart without AOF does
     monkeypatch.setattr(redis.Redis, "info", lambda self, section=None: {"uptime_in_seconds": 5})
     result = outbox.relay()
-    assert result["broker_reset"] == 2 and published == [in_queue.pk]
+    # Every waiting row, also one published after the restart: it may have gone
+    # in the moment the data was lost, and a second task for it is harmless.
+    assert result["broker_reset"] == 3 and sorted(published) == sorted([in_queue.pk, after_restart.pk])
     assert MessageLog.objects.get(pk=retry_later.pk).published_at is None  # published by the relay once due
-    assert after_restart.pk not in published
     assert sent.pk not in published
     assert outbox.relay()["published"] == 0  # marker back: no second republish
 

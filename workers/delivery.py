@@ -16,7 +16,7 @@ from notifications.channels import ChannelError, ChatMigrated, ConfigurationErro
 from notifications.models import MessageLog, MessageStatus, UserChannelPreference
 from notifications.redaction import redact
 
-from . import channels, metrics, ratelimit
+from . import channels, liveness, metrics, ratelimit
 
 logger = logging.getLogger(__name__)
 CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.RETRYING)
@@ -38,6 +38,7 @@ def claim(message_id):
             status=MessageStatus.SENDING,
             attempts=F("attempts") + 1,
             lease_expires_at=now + timedelta(seconds=policy("LEASE_S")),
+            claimed_by=liveness.worker_id(),
             updated_at=now,
         )
     )
@@ -45,6 +46,7 @@ def claim(message_id):
 
 
 def deliver(message_id):
+    liveness.ensure_heartbeat()  # before the claim names this process
     if not claim(message_id):
         return "not-claimed"
     log = MessageLog.objects.get(pk=message_id)
@@ -52,17 +54,13 @@ def deliver(message_id):
         outgoing = channels.prepare(log, outgoing_message(log))
     except SkipDelivery as exc:
         return record_skipped(log, str(exc))
-    address, account = log.recipient, ""
+    address = log.recipient
     for _migration in range(MAX_MIGRATIONS + 1):
         try:
-            channel = channels.get(log.channel_type)
-            account = channels.account_id(log.channel_type)
-            cost = channels.requests_needed(log.channel_type, outgoing)
-            ratelimit.acquire(log.channel_type, address, account, cost=cost)
-            provider_id = channel.send(address, outgoing)
+            provider_id = send(log, address, outgoing)
         except ratelimit.RateLimited as exc:
             metrics.incr("ratelimit_waits", log.channel_type)
-            return defer(log, exc.wait_s)
+            return defer(log, exc.wait_s, waiting_reason(exc))
         except ratelimit.LimiterUnavailable as exc:
             # Fail closed: without the shared limiter, sending could flood the
             # provider. The row waits; Redis is the broker too, so little runs anyway.
@@ -74,17 +72,75 @@ def deliver(message_id):
             continue
         except ChannelError as exc:
             if exc.code == 429 or (exc.retry_after and not exc.permanent):
-                # Throttling is not the message's fault: no attempt is counted.
-                seconds = exc.retry_after or policy("BACKOFF_BASE_S")
                 metrics.incr("provider_429", log.channel_type)
-                ratelimit.note_retry_after(log.channel_type, address, seconds, account, scope=exc.scope)
-                return defer(log, seconds, redact(str(exc))[:2000])
+                return throttled(log, address, exc)
             return record_failure(log, exc)
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
             logger.exception("Unexpected error delivering message %s", log.pk)
             return record_failure(log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
         return record_success(log, provider_id)
     return record_failure(log, ChannelError(_("Chat migrated too many times."), permanent=True))
+
+
+def send(log, address, outgoing):
+    """Take the rate-limit tokens and call the channel. A channel that splits
+    a message (``sends_in_chunks``) is paced one chunk at a time, each chunk
+    within the recipient's limit, and resumes after the chunks an earlier
+    attempt delivered (``MessageLog.chunks_sent``)."""
+    channel = channels.get(log.channel_type)
+    account = channels.account_id(log.channel_type)
+    if not getattr(channel, "sends_in_chunks", False):
+        cost = channels.requests_needed(log.channel_type, outgoing)
+        ratelimit.acquire(log.channel_type, address, account, cost=cost)
+        return channel.send(address, outgoing)
+    progress = MessageLog.objects.filter(pk=log.pk).values_list("chunks_sent", "provider_message_id").first()
+    start, earlier_ids = progress if progress else (0, "")
+    ids = [i for i in earlier_ids.split(",") if i][:start] if start else []
+
+    def before_chunk(_index):
+        ratelimit.acquire(log.channel_type, address, account, cost=1)
+
+    def after_chunk(index, message_id):
+        ids.append(message_id)
+        MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+            chunks_sent=index + 1, provider_message_id=",".join(ids)[:128], updated_at=timezone.now()
+        )
+
+    channel.send(address, outgoing, start=start, before_chunk=before_chunk, after_chunk=after_chunk)
+    return ",".join(ids)
+
+
+def retry_after_cap():
+    return policy("RETRY_AFTER_MAX_S")
+
+
+def throttled(log, address, exc):
+    """The provider answered 429. Throttling is not the message's fault: no
+    attempt is counted. An absurd retry_after (years) is capped, and the row
+    and the log say so: the operator sees it instead of a silent freeze."""
+    asked = exc.retry_after or policy("BACKOFF_BASE_S")
+    seconds = min(asked, retry_after_cap())
+    reason = redact(str(exc))[:1500]
+    if asked > seconds:
+        logger.error(
+            "Message %s: the provider asked to wait %.6g s; waiting %.6g s (DELIVERY_RETRY_AFTER_MAX_S) instead.",
+            log.pk, asked, seconds,
+        )
+        reason = _(
+            "The provider asked to wait %(asked).6g s, which is absurd; waiting %(cap)g s "
+            "(DELIVERY_RETRY_AFTER_MAX_S) instead. Provider answer: %(error)s"
+        ) % {"asked": asked, "cap": seconds, "error": reason}
+    else:
+        reason = _("The provider asked to wait %(seconds)g s (rate limit). Provider answer: %(error)s") % {
+            "seconds": seconds, "error": reason}
+    ratelimit.note_retry_after(log.channel_type, address, seconds, channels.account_id(log.channel_type),
+                               scope=getattr(exc, "scope", None))
+    return defer(log, seconds, reason)
+
+
+def waiting_reason(exc):
+    return _("Waiting %(seconds).1f s for the rate limit of scope %(scope)s.") % {
+        "seconds": exc.wait_s, "scope": exc.scope}
 
 
 def policy_rate(name):
@@ -104,13 +160,14 @@ def defer(log, delay, reason=None):
     ``delay`` (a rate limit or the provider's retry_after), in a countdown when
     short, else in the database for the relay."""
     now = timezone.now()
-    delay = float(delay) + random.uniform(0.0, 0.25)
+    delay = min(float(delay), retry_after_cap()) + random.uniform(0.0, 0.25)
     short = delay <= countdown_max()
     fields = {
         "status": Case(When(attempts__lte=1, then=Value(MessageStatus.QUEUED)), default=Value(MessageStatus.RETRYING)),
         "attempts": F("attempts") - 1,
         "next_attempt_at": now + timedelta(seconds=delay),
         "lease_expires_at": None,
+        "claimed_by": "",
         "published_at": now if short else None,
         "updated_at": now,
     }
@@ -150,8 +207,10 @@ def record_success(log, provider_id):
     MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SENT,
         provider_message_id=str(provider_id)[:128],
+        last_error="",
         sent_at=now,
         lease_expires_at=None,
+        claimed_by="",
         next_attempt_at=None,
         updated_at=now,
         **fields,
@@ -171,7 +230,7 @@ def record_failure(log, exc):
     now = timezone.now()
     attempts = MessageLog.objects.filter(pk=log.pk).values_list("attempts", flat=True).first() or log.attempts + 1
     error = redact(str(exc))[:2000]
-    fields = {"last_error": error, "lease_expires_at": None, "updated_at": now}
+    fields = {"last_error": error, "lease_expires_at": None, "claimed_by": "", "updated_at": now}
     if exc.maybe_delivered:
         fields["possible_duplicate"] = True
     if exc.opted_out:
@@ -207,7 +266,7 @@ def retry_delay(attempts, retry_after=None, long_wait=False):
     """The provider's retry_after when given (plus a little jitter so waiting
     tasks do not return in one burst); else exponential backoff with jitter."""
     if retry_after:
-        return float(retry_after) + random.uniform(0.05, 0.5)
+        return min(float(retry_after), retry_after_cap()) + random.uniform(0.05, 0.5)
     base = policy("BACKOFF_BASE_S") * (8 if long_wait else 1)
     cap = min(policy("BACKOFF_MAX_S"), base * 2 ** max(attempts - 1, 0))
     return cap / 2 + random.uniform(0, cap / 2)

@@ -14,7 +14,8 @@ What it catches:
   failover to an empty replica, FLUSHALL): a marker key it should hold is
   gone, so every waiting row is published again at once instead of after
   RELAY_REPUBLISH_AFTER_S;
-- a row SENDING past its lease: its worker died mid-attempt.
+- a row SENDING past its lease, or held by a worker process whose heartbeat
+  stopped (workers.liveness): its worker died mid-attempt.
 """
 
 import logging
@@ -30,6 +31,8 @@ from django.utils.translation import gettext as _
 from notifications import delivery_states, dispatch
 from notifications.models import ChannelConfig, MessageLog, MessageStatus
 
+from . import liveness
+
 logger = logging.getLogger(__name__)
 WAITING = (MessageStatus.QUEUED, MessageStatus.RETRYING)
 BROKER_MARKER_KEY = "cmms:outbox:broker-marker"
@@ -39,7 +42,7 @@ def relay(now=None):
     now = now or timezone.now()
     cfg = settings.DELIVERY
     lost_since = broker_lost_its_data()
-    broker_reset = forget_lost_publishes(lost_since) if lost_since else 0
+    broker_reset = forget_lost_publishes(lost_since) if lost_since else []
     reclaimed = reclaim_expired_leases(now)
     waiting = MessageLog.objects.filter(status__in=WAITING)
     stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
@@ -52,6 +55,8 @@ def relay(now=None):
         # Never published: give the producer's own publish a moment first.
         Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
         | Q(published_at__isnull=True, pk__in=reclaimed)
+        # The broker lost its data: every waiting row that is due, at once.
+        | Q(published_at__isnull=True, pk__in=broker_reset, next_attempt_at__lte=now)
         # Published a while ago, due, still waiting, and its queue is empty: lost.
         | (stale & Q(channel_type__in=idle))
         # Published long ago: lost even though the queue has a backlog.
@@ -67,9 +72,10 @@ def relay(now=None):
     if rows or reclaimed or broker_reset:
         logger.info(
             "Relay: %d due, %d published, %d lease(s) reclaimed, %d reset after a broker data loss",
-            len(rows), len(published), len(reclaimed), broker_reset,
+            len(rows), len(published), len(reclaimed), len(broker_reset),
         )
-    return {"due": len(rows), "published": len(published), "reclaimed": len(reclaimed), "broker_reset": broker_reset}
+    return {"due": len(rows), "published": len(published), "reclaimed": len(reclaimed),
+            "broker_reset": len(broker_reset)}
 
 
 def take(due, now, batch):
@@ -131,31 +137,60 @@ def broker_lost_its_data():
 
 
 def forget_lost_publishes(lost_since):
-    """Waiting rows published before the broker lost its data: mark them
-    unpublished so this run publishes them again."""
-    reset = MessageLog.objects.filter(status__in=WAITING, published_at__lt=lost_since).update(published_at=None)
-    if reset:
-        logger.warning("Relay: the broker lost its data; %d waiting message(s) will be published again.", reset)
-    return reset
+    """The broker lost its data: mark every waiting row unpublished so this run
+    publishes it again. Not only those published before the broker's uptime:
+    a task published in the moment before the data went may be gone too, and
+    a second task for a row whose first survived is harmless (the claim has
+    one winner). Rows SENDING are held by a worker and left alone."""
+    waiting = MessageLog.objects.filter(status__in=WAITING, published_at__isnull=False)
+    ids = list(waiting.values_list("pk", flat=True).order_by("next_attempt_at")[: settings.DELIVERY["RELAY_BATCH"]])
+    waiting.update(published_at=None)
+    if ids:
+        logger.warning("Relay: the broker lost its data; %d waiting message(s) will be published again.", len(ids))
+    return ids
+
+
+def dead_claimants(now):
+    """A filter for rows SENDING whose worker process stopped its heartbeat
+    (workers.liveness); claims younger than the heartbeat's TTL are left alone."""
+    ttl = settings.DELIVERY["WORKER_HEARTBEAT_TTL_S"]
+    if ttl <= 0:
+        return None
+    held = MessageLog.objects.filter(
+        status=MessageStatus.SENDING, updated_at__lt=now - timedelta(seconds=ttl), lease_expires_at__gte=now
+    ).exclude(claimed_by="")
+    claimants = set(held.values_list("claimed_by", flat=True).distinct().order_by()[:1000])
+    if not claimants:
+        return None
+    living = liveness.alive(claimants)
+    if living is None:
+        return None
+    dead = claimants - living
+    return Q(pk__in=held.filter(claimed_by__in=dead).values("pk")) if dead else None
 
 
 def reclaim_expired_leases(now):
-    """A row SENDING past its lease belongs to a worker that died mid-attempt.
-    The provider may have received it, so it is flagged as a possible
-    duplicate. Returns the ids handed out again."""
-    expired = MessageLog.objects.filter(status=MessageStatus.SENDING, lease_expires_at__lt=now)
-    reason = _("The worker stopped during the attempt (lease expired).")
+    """A row SENDING past its lease, or held by a worker whose heartbeat
+    stopped, belongs to a worker that died mid-attempt. The provider may have
+    received it, so it is flagged as a possible duplicate. Returns the ids
+    handed out again."""
+    stopped = Q(lease_expires_at__lt=now)
+    dead = dead_claimants(now)
+    if dead is not None:
+        stopped |= dead
+    expired = MessageLog.objects.filter(stopped, status=MessageStatus.SENDING)
+    reason = _("The worker stopped during the attempt (lease expired or heartbeat lost).")
     expired.filter(attempts__gte=settings.DELIVERY["MAX_ATTEMPTS"]).update(
-        status=MessageStatus.FAILED, failed_at=now, last_error=reason, lease_expires_at=None,
+        status=MessageStatus.FAILED, failed_at=now, last_error=reason, lease_expires_at=None, claimed_by="",
         possible_duplicate=True, updated_at=now,
     )
     ids = list(expired.values_list("pk", flat=True)[: settings.DELIVERY["RELAY_BATCH"]])
     if not ids:
         return []
     # The status and lease are checked again: a slow worker may finish meanwhile.
-    MessageLog.objects.filter(pk__in=ids, status=MessageStatus.SENDING, lease_expires_at__lt=now).update(
+    MessageLog.objects.filter(stopped, pk__in=ids, status=MessageStatus.SENDING).update(
         status=MessageStatus.RETRYING, next_attempt_at=now, published_at=None, last_error=reason,
-        lease_expires_at=None, possible_duplicate=True, updated_at=now,
+        lease_expires_at=None, claimed_by="", possible_duplicate=True, updated_at=now,
     )
     return ids
 

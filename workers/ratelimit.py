@@ -237,12 +237,14 @@ def scopes_for(channel_type, address, account=""):
         wanted.append(("group", f"{KEY_PREFIX}:{channel_type}:{tag}:group:{address}"))
     if not any(limits.values()):
         return []
+    margin = min(max(float(settings.RATE_LIMIT.get("MARGIN", 1.0)), 0.05), 1.0)
     scopes = []
     for name, key in wanted:
         limit = limits.get(name)
         if limit and limit["limit"] > 0:
             scopes.append(
-                Scope(name, key, limit["period_s"] / limit["limit"], max(int(limit["burst"]), 1), limit["max_sleep_s"])
+                Scope(name, key, limit["period_s"] / (limit["limit"] * margin), max(int(limit["burst"]), 1),
+                      limit["max_sleep_s"])
             )
         else:  # no pace of its own, but a 429 can still block it
             scopes.append(Scope(name, key, 0.0, 1, _DEFAULT_MAX_SLEEP_S))
@@ -323,8 +325,11 @@ def note_retry_after(channel_type, address, seconds, account="", scope=None):
         return ""
     keys = [scopes["recipient"].blocked_key, scopes["account"].blocked_key, f"{scopes['account'].key}:last429"]
     mode = scope or settings.RATE_LIMIT["RETRY_AFTER_SCOPE"]
+    # Never a block key that outlives the longest wait we accept (a provider
+    # answering retry_after: 315360000 would otherwise park the bot for years).
+    seconds = min(float(seconds), settings.DELIVERY["RETRY_AFTER_MAX_S"])
     try:
-        scope = _run("block", keys, [round(float(seconds) * 1e6), str(address), mode])
+        scope = _run("block", keys, [round(seconds * 1e6), str(address), mode])
     except LimiterUnavailable as exc:
         logger.warning("Could not store retry_after %s s for %s (%s)", seconds, channel_type, exc)
         return ""

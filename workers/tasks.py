@@ -1,13 +1,23 @@
 """Celery tasks. Thin: they take ids and call workers.delivery / workers.outbox."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from notifications import inbound
 
 from . import delivery, outbox
 
+# The database unreachable (restarting, failing over, refusing connections):
+# the task retries itself in seconds, so delivery resumes as soon as the
+# database is back instead of waiting for the relay's republish. After the
+# last retry the row is still in the database, and the relay publishes it.
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
-@shared_task(name="workers.deliver_message", ignore_result=True, acks_late=True)
+
+@shared_task(
+    name="workers.deliver_message", ignore_result=True, acks_late=True,
+    autoretry_for=DATABASE_DOWN, retry_backoff=0.5, retry_backoff_max=4, retry_jitter=True, max_retries=100,
+)
 def deliver_message(message_id):
     """Deliver one MessageLog row. Safe to run twice: the claim has one winner."""
     return delivery.deliver(message_id)

@@ -11,6 +11,7 @@ import requests
 from django.utils.translation import gettext as _
 
 from ..redaction import redact, register_secret
+from . import deadline
 from .base import Channel, ChannelError, ChatMigrated, ConfigurationError
 from .registry import ChannelSpec, InvalidAddress, register
 
@@ -52,6 +53,21 @@ def split_text(text, limit):
     return chunks
 
 
+def retry_after_seconds(value):
+    """The 429's retry_after as seconds, or None when it is missing or not a
+    number at all. An absurd number (years, 1e12, inf) is returned as it is:
+    the worker caps it and says so; only NaN and negatives are dropped."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if seconds != seconds or seconds <= 0:
+        return None
+    return seconds
+
+
 def inline_keyboard(actions, per_row=3):
     """Turn ``[{'text', 'callback_data'}]`` into Telegram's reply_markup."""
     buttons = []
@@ -91,8 +107,9 @@ def render(message):
 
 class TelegramChannel(Channel):
     channel_type = "TELEGRAM"
+    sends_in_chunks = True  # send() takes start / before_chunk / after_chunk
 
-    def __init__(self, token, api_url="https://api.telegram.org", timeout=10.0, session=None):
+    def __init__(self, token, api_url="https://api.telegram.org", timeout=10.0, session=None, total_timeout=None):
         if not token:
             raise ConfigurationError(_(
                 "Telegram is not configured: set TELEGRAM_BOT_TOKEN (environment or .env) or run "
@@ -102,29 +119,57 @@ class TelegramChannel(Channel):
         self._token = token
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        # The whole call, connection to last byte (a server dripping its answer
+        # would otherwise hold the thread: requests' timeout is per read).
+        self.total_timeout = total_timeout or CONNECT_TIMEOUT_S + timeout
+        self.session = deadline.install(session or requests.Session())
         self.session.headers.setdefault("User-Agent", "cmms-omnichannel-bot")
 
     def __repr__(self):
         return f"<TelegramChannel {self.api_url} bot{self._token.split(':')[0]}:***>"
 
     # -- public API ---------------------------------------------------------
-    def send(self, address, message):
+    def send(self, address, message, start=0, before_chunk=None, after_chunk=None):
         """Send an OutgoingMessage to chat ``address``; returns the message id
-        (comma-separated ids when a long text was split)."""
+        (comma-separated ids when a long text was split).
+
+        A long text goes out in chunks. ``start`` skips the chunks already
+        delivered by an earlier attempt; ``before_chunk(i)`` runs before chunk
+        ``i`` is sent (the worker paces each chunk within the chat's limit and
+        may raise to stop), ``after_chunk(i, message_id)`` after it was
+        delivered (the worker records the progress), so that a retry resumes
+        at the first unsent chunk and each chunk reaches the chat once."""
         markup = inline_keyboard(message.actions) if message.actions else None
         texts = render(message)
         ids = []
-        for i, text in enumerate(texts):
-            params = {"chat_id": address, "text": text, "parse_mode": "HTML"}
+        for i in range(start, len(texts)):
+            if before_chunk:
+                before_chunk(i)
+            params = {"chat_id": address, "text": texts[i], "parse_mode": "HTML"}
             params["link_preview_options"] = {"is_disabled": True}
             if message.priority == "low":
                 params["disable_notification"] = True
             if markup and i == len(texts) - 1:
                 params["reply_markup"] = markup
             result = self.call("sendMessage", **params)
-            ids.append(str(result["message_id"]))
+            message_id = self._message_id(result)
+            ids.append(message_id)
+            if after_chunk:
+                after_chunk(i, message_id)
         return ",".join(ids)
+
+    @staticmethod
+    def _message_id(result):
+        """A 200 whose result carries no message id is not a success, and the
+        message may have been delivered all the same."""
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        if isinstance(message_id, bool) or not isinstance(message_id, (int, str)) or not str(message_id).strip():
+            raise ChannelError(
+                _("Telegram: HTTP 200 without a message id (%(result)s); the message may have been delivered")
+                % {"result": redact(repr(result))[:100]},
+                maybe_delivered=True,
+            )
+        return str(message_id)
 
     def send_text(self, chat_id, text, reply_markup=None):
         params = {"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
@@ -138,16 +183,22 @@ class TelegramChannel(Channel):
     def call(self, method, **params):
         url = f"{self.api_url}/bot{self._token}/{method}"
         try:
-            response = self.session.post(url, json=params, timeout=(CONNECT_TIMEOUT_S, self.timeout))
+            response = deadline.post(
+                self.session, url, self.total_timeout, json=params, timeout=(CONNECT_TIMEOUT_S, self.timeout)
+            )
         except requests.exceptions.ConnectTimeout as exc:
-            raise ChannelError(f"Telegram: connection timed out ({redact(exc)})") from None
-        except requests.exceptions.ReadTimeout:
+            raise ChannelError(_("Telegram: connection timed out (%(error)s)") % {"error": redact(exc)}) from None
+        except (requests.exceptions.ReadTimeout, deadline.DeadlineExceeded) as exc:
+            seconds = exc.seconds if isinstance(exc, deadline.DeadlineExceeded) else self.timeout
             raise ChannelError(
-                f"Telegram: no answer within {self.timeout:g} s (the message may have been delivered)",
+                _("Telegram: no complete answer within %(seconds)g s (the message may have been delivered)")
+                % {"seconds": seconds},
                 maybe_delivered=True,
             ) from None
         except requests.exceptions.RequestException as exc:
-            raise ChannelError(f"Telegram: connection failed ({type(exc).__name__}: {redact(exc)})") from None
+            raise ChannelError(
+                _("Telegram: connection failed (%(error)s)") % {"error": f"{type(exc).__name__}: {redact(exc)}"}
+            ) from None
         return self._result(response)
 
     # -- answers ------------------------------------------------------------
@@ -158,25 +209,39 @@ class TelegramChannel(Channel):
         except ValueError:
             data = None
         if not isinstance(data, dict):
+            if 200 <= status < 300:
+                # Something between us and Telegram (a proxy, a captive portal)
+                # answered; the request may have reached the Bot API.
+                raise ChannelError(
+                    _("Telegram: HTTP %(status)s without a Bot API answer; the message may have been delivered")
+                    % {"status": status},
+                    maybe_delivered=True, code=status,
+                )
             if status >= 500:
-                raise ChannelError(f"Telegram: HTTP {status} from the server", code=status)
+                raise ChannelError(_("Telegram: HTTP %(status)s from the server") % {"status": status}, code=status)
             raise ConfigurationError(
-                f"Telegram: unexpected HTTP {status} without a Bot API answer; check TELEGRAM_API_URL", code=status
+                _("Telegram: unexpected HTTP %(status)s without a Bot API answer; check TELEGRAM_API_URL")
+                % {"status": status},
+                code=status,
             )
         if data.get("ok"):
             return data.get("result")
-        code = int(data.get("error_code") or status)
+        try:
+            code = int(data.get("error_code") or status)
+        except (TypeError, ValueError, OverflowError):
+            code = status
         description = redact(data.get("description") or f"HTTP {status}")
-        parameters = data.get("parameters") or {}
+        parameters = data.get("parameters")
+        parameters = parameters if isinstance(parameters, dict) else {}
         text = f"Telegram {code}: {description}"
         if code == 429:
-            retry_after = parameters.get("retry_after")
-            raise ChannelError(text, retry_after=float(retry_after) if retry_after else None, code=code)
+            raise ChannelError(text, retry_after=retry_after_seconds(parameters.get("retry_after")), code=code)
         if parameters.get("migrate_to_chat_id"):
             raise ChatMigrated(text, parameters["migrate_to_chat_id"])
         if code in (401, 404):
             raise ConfigurationError(
-                f"{text} — the bot token is wrong or was revoked; check TELEGRAM_BOT_TOKEN", code=code
+                _("%(answer)s — the bot token is wrong or was revoked; check TELEGRAM_BOT_TOKEN") % {"answer": text},
+                code=code,
             )
         if code == 403:
             raise ChannelError(text, unreachable=True, code=code)

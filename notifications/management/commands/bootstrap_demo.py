@@ -10,8 +10,10 @@ answers "chat not found", as Telegram would).
 
 import json
 import os
+import secrets
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -19,6 +21,11 @@ from django.utils.translation import gettext as _
 
 from cmms.demo import create_demo_assets
 from notifications.models import ChannelType, UserChannelPreference, WhatsAppTemplate
+
+# The demo's well-known passwords: only where DEBUG is on (make run). Anywhere
+# else a random one is made and printed once, so admin/admin never opens a
+# server that was set up with this command.
+WELL_KNOWN_PASSWORDS = {"admin", "demo1234"}
 
 DEMO_USERS = [
     # username, first, last, role, site, telegram chat id
@@ -47,6 +54,10 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         User = get_user_model()
         users = []
+        if not settings.DEBUG:
+            for option in ("admin_password", "password"):
+                if opts[option] in WELL_KNOWN_PASSWORDS:
+                    opts[option] = secrets.token_urlsafe(12)
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", opts["admin_password"], role="ADMIN")
             users.append("admin")
