@@ -13,11 +13,18 @@ DEFAULTS = {
     "timeout_rate": 0.0,  # fraction delivered, then answered after timeout_delay_s
     "timeout_delay_s": 30.0,
     "seed": None,  # seed of the random.Random behind the fault draws
-    "force_429": None,  # {"scope": "bot" | chat_id, "retry_after": N[, "duration_s": S]}
+    "force_429": None,  # {"scope": "bot" | chat_id, "retry_after": N[, "duration_s": S, "answer_retry_after": X]}
+    # Strict provider: every byte of a Bot API answer sent this many seconds
+    # apart (0: at once). A client with only a per-read timeout hangs on it.
+    "answer_drip_s": 0.0,
     # Flood limits (Telegram FAQ: ~30 msg/s per bot, ~1 msg/s per chat, 20 msg/min per group)
     "limits_enabled": True,
     "bot_rate": 30.0,
     "bot_burst": 10,
+    # Strict provider: besides the pace above, at most bot_rate x bot_window_s
+    # messages in ANY window of bot_window_s seconds (0: off). A 429 from it
+    # blocks the bot for its retry_after; requests inside it are counted.
+    "bot_window_s": 0.0,
     "chat_rate": 1.0,
     "chat_burst": 3,
     "group_per_min": 20.0,
@@ -41,7 +48,7 @@ DEFAULTS = {
 }
 
 _FLOATS = {
-    "latency_ms", "latency_jitter_ms", "timeout_delay_s", "bot_rate", "chat_rate", "group_per_min",
+    "latency_ms", "latency_jitter_ms", "timeout_delay_s", "answer_drip_s", "bot_window_s", "bot_rate", "chat_rate", "group_per_min",
     "callback_answer_timeout_s", "webhook_retry_delay_s", "webhook_timeout_s",
 }
 _RATES = {"fail_rate", "timeout_rate"}
@@ -88,7 +95,12 @@ def _force_429(value):
             raise ValueError('force_429.scope must be "bot" or a chat id')
     retry_after = _number("force_429.retry_after", value["retry_after"], float)
     duration = _number("force_429.duration_s", value.get("duration_s", retry_after), float)
-    return {"scope": scope, "retry_after": retry_after, "duration_s": duration}
+    force = {"scope": scope, "retry_after": retry_after, "duration_s": duration}
+    if value.get("answer_retry_after") is not None:
+        # An absurd answer, sent as it is (315360000, 1e12): what a broken or
+        # hostile provider may say while the real block lasts duration_s.
+        force["answer_retry_after"] = _number("force_429.answer_retry_after", value["answer_retry_after"], float)
+    return force
 
 
 def _time_zone(value):

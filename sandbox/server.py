@@ -203,7 +203,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     do_POST = do_GET
 
     # -- plumbing -------------------------------------------------------------
-    def _send(self, status, body, content_type="application/json"):
+    def _send(self, status, body, content_type="application/json", drip_s=0.0):
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
             f"Server: {self.server_version}\r\n"
@@ -213,7 +213,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         )
         if self.close_connection:
             head += "Connection: close\r\n"
-        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+        if not drip_s:
+            self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+            return
+        self.wfile.write(head.encode("latin-1") + b"\r\n")
+        self.wfile.flush()
+        stopping = self.server.sandbox._state.stopping
+        for i in range(len(body)):
+            if stopping.wait(drip_s):
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
     def _read_body(self):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -290,7 +300,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 (time.monotonic() - started) * 1000,
             )
         try:
-            self._send(status, response, content_type)
+            self._send(status, response, content_type, drip_s=self.server.sandbox._state.config["answer_drip_s"])
         except OSError:
             self.close_connection = True  # the client gave up (e.g. during an injected timeout)
 

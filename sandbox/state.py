@@ -6,6 +6,7 @@ condition, which releases the lock.
 """
 
 import collections
+import math
 import random
 import threading
 import time
@@ -72,6 +73,9 @@ def _empty_stats():
         "webhook_deliveries": 0,
         "webhook_failures": 0,
         "requests_while_force_429": [],
+        # Requests that arrived while a bot-wide 429 of the sliding window was
+        # in force: each one is a client sending inside retry_after.
+        "requests_inside_retry_after": 0,
     }
 
 
@@ -109,6 +113,8 @@ class SandboxState:
         self.bot_commands = {}  # (bot id, scope type, language) -> [BotCommand]
         self.stats = _empty_stats()
         self.limiter.reset()
+        self.window = {}  # bot id -> deque of accepted monotonic times (bot_window_s)
+        self.bot_blocked_until = {}  # bot id -> monotonic end of a window 429's retry_after
         self.random = random.Random(self.config["seed"])
         self.config["force_429"] = None
         self.force_429_until = None
@@ -233,6 +239,10 @@ class SandboxState:
             self.stats["force_429_rejections"] += 1
             self.stats["rate_limited"] += 1
             retry_after = max(1, int(-(-(self.force_429_until - now) // 1)))
+            answered = force.get("answer_retry_after")
+            if answered is not None:
+                answered = int(answered) if float(answered).is_integer() and answered < 1e15 else answered
+                raise BotApiError(429, f"retry after {answered}", retry_after=answered)
             raise BotApiError(429, f"retry after {retry_after}", retry_after=retry_after)
         config = self.config
         if not config["limits_enabled"]:
@@ -246,6 +256,29 @@ class SandboxState:
         if retry_after:
             self.stats["rate_limited"] += 1
             raise BotApiError(429, f"retry after {retry_after}", retry_after=retry_after)
+        self.check_window(bot_id, now)
+
+    def check_window(self, bot_id, now):
+        """The strict sliding window (bot_window_s): at most bot_rate x window
+        messages in any window, and nothing while its 429 lasts."""
+        span = self.config["bot_window_s"]
+        if not span:
+            return
+        blocked = self.bot_blocked_until.get(bot_id, 0.0)
+        if now < blocked:
+            self.stats["requests_inside_retry_after"] += 1
+            self.stats["rate_limited"] += 1
+            raise BotApiError(429, f"retry after {math.ceil(blocked - now)}", retry_after=math.ceil(blocked - now))
+        accepted = self.window.setdefault(bot_id, collections.deque())
+        while accepted and accepted[0] <= now - span:
+            accepted.popleft()
+        if len(accepted) >= self.config["bot_rate"] * span:
+            retry_after = max(1, math.ceil(accepted[0] + span - now))
+            self.bot_blocked_until[bot_id] = now + retry_after
+            self.stats["rate_limited"] += 1
+            self.stats["window_429"] = self.stats.get("window_429", 0) + 1
+            raise BotApiError(429, f"retry after {retry_after}", retry_after=retry_after)
+        accepted.append(now)
 
     # -- messages -----------------------------------------------------------
     def bot_user(self, bot_id):

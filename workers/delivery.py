@@ -123,11 +123,11 @@ def throttled(log, address, exc):
     reason = redact(str(exc))[:1500]
     if asked > seconds:
         logger.error(
-            "Message %s: the provider asked to wait %.6g s; waiting %.6g s (DELIVERY_RETRY_AFTER_MAX_S) instead.",
+            "Message %s: the provider asked to wait %.0f s; waiting %.0f s (DELIVERY_RETRY_AFTER_MAX_S) instead.",
             log.pk, asked, seconds,
         )
         reason = _(
-            "The provider asked to wait %(asked).6g s, which is absurd; waiting %(cap)g s "
+            "The provider asked to wait %(asked).0f s, which is absurd; waiting %(cap)g s "
             "(DELIVERY_RETRY_AFTER_MAX_S) instead. Provider answer: %(error)s"
         ) % {"asked": asked, "cap": seconds, "error": reason}
     else:
