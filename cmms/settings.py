@@ -345,6 +345,10 @@ TELEGRAM_LINK_TTL_H = env_float("TELEGRAM_LINK_TTL_H", 24.0)
 # A button press still being processed after this long gets a "working on it"
 # answer, so the user's spinner stops well before Telegram's ~15 s window.
 TELEGRAM_CALLBACK_ANSWER_AFTER_S = env_float("TELEGRAM_CALLBACK_ANSWER_AFTER_S", 2.0)
+# The whole call, from connecting to the answer's last byte (TELEGRAM_TIMEOUT_S
+# is per read: a server dripping its answer would hold the thread for ever).
+# Default: the connect timeout plus TELEGRAM_TIMEOUT_S. Keep it under DELIVERY_LEASE_S.
+TELEGRAM_TOTAL_TIMEOUT_S = env_float("TELEGRAM_TOTAL_TIMEOUT_S", 0.0) or None
 
 # Twilio SMS (notifications/channels/sms.py). The auth token is a secret: it
 # never reaches a log, MessageLog or a task result.

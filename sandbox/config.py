@@ -48,7 +48,8 @@ DEFAULTS = {
 }
 
 _FLOATS = {
-    "latency_ms", "latency_jitter_ms", "timeout_delay_s", "answer_drip_s", "bot_window_s", "bot_rate", "chat_rate", "group_per_min",
+    "latency_ms", "latency_jitter_ms", "timeout_delay_s", "answer_drip_s", "bot_window_s", "bot_rate", "chat_rate",
+    "group_per_min",
     "callback_answer_timeout_s", "webhook_retry_delay_s", "webhook_timeout_s",
 }
 _RATES = {"fail_rate", "timeout_rate"}

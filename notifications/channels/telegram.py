@@ -280,7 +280,8 @@ def _token():
 def _build():
     from django.conf import settings
 
-    return TelegramChannel(token=_token(), api_url=settings.TELEGRAM_API_URL, timeout=settings.TELEGRAM_TIMEOUT_S)
+    return TelegramChannel(token=_token(), api_url=settings.TELEGRAM_API_URL, timeout=settings.TELEGRAM_TIMEOUT_S,
+                           total_timeout=settings.TELEGRAM_TOTAL_TIMEOUT_S)
 
 
 register(
