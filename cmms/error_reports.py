@@ -10,7 +10,7 @@ the traceback's local variables, and every provider secret the process knows
 
 import re
 
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from notifications.redaction import redact
 
@@ -41,7 +41,10 @@ class SecretsHidingFilter(SafeExceptionReporterFilter):
 
     def get_traceback_frame_variables(self, request, tb_frame):
         variables = super().get_traceback_frame_variables(request, tb_frame)
-        return [(name, self._scrub_value(value)) for name, value in variables]
+        return [
+            (name, self.cleansed_substitute if self.hidden_settings.search(name) else self._scrub_value(value))
+            for name, value in variables
+        ]
 
     def _scrub_value(self, value):
         if isinstance(value, str):
@@ -55,3 +58,19 @@ class SecretsHidingFilter(SafeExceptionReporterFilter):
             if scrub(text) != text:
                 return self.cleansed_substitute
         return value
+
+
+class SecretsHidingReporter(ExceptionReporter):
+    """The exception's own message, shown at the top of the page and in the
+    text report, goes through the same scrub (``cannot reach redis://:pw@...``)."""
+
+    def get_traceback_data(self):
+        data = super().get_traceback_data()
+        for key in ("exception_value", "request_repr"):
+            if isinstance(data.get(key), str):
+                data[key] = scrub(data[key])
+        for frame in data.get("frames", []):
+            for key in ("exc_cause", "exc_context"):
+                if frame.get(key) is not None:
+                    frame[key] = scrub(frame[key])
+        return data

@@ -67,6 +67,7 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or local_secret_key()
 # Error reports (debug pages, mails to ADMINS) never show connection URLs with
 # passwords or provider secrets, even with DEBUG on.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "cmms.error_reports.SecretsHidingFilter"
+DEFAULT_EXCEPTION_REPORTER = "cmms.error_reports.SecretsHidingReporter"
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 # `make run WEB_PORT=8100` publishes SITE_URL=http://127.0.0.1:8100 in var/run.env.

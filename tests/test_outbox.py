@@ -238,3 +238,43 @@ def test_rows_the_broker_refused_part_way_are_left_for_the_next_run(published, m
     monkeypatch.setattr("notifications.dispatch.send", lambda due: [pk for pk, _c in due])
     assert outbox.relay()["published"] == 3
     assert {r.pk for r in rows} == set(MessageLog.objects.filter(published_at__isnull=False).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_relay_retries_at_once_the_rows_of_a_worker_whose_heartbeat_stopped(published, limiter, settings):
+    from workers import liveness
+
+    ttl = settings.DELIVERY["WORKER_HEARTBEAT_TTL_S"]
+    now = timezone.now()
+    lease = now + timedelta(seconds=100)  # far from expiring: only the heartbeat can tell
+    live_id = liveness.worker_id()
+    liveness.beat()
+    held_by_dead = row(status="SENDING", attempts=1, lease_expires_at=lease, claimed_by="host:999999")
+    held_by_live = row(status="SENDING", attempts=1, lease_expires_at=lease, claimed_by=live_id)
+    just_claimed = row(status="SENDING", attempts=1, lease_expires_at=lease, claimed_by="host:888888")
+    old = now - timedelta(seconds=ttl + 1)
+    MessageLog.objects.filter(pk__in=[held_by_dead.pk, held_by_live.pk]).update(updated_at=old)
+
+    result = outbox.relay()
+
+    assert result["reclaimed"] == 1 and published == [held_by_dead.pk]
+    dead = MessageLog.objects.get(pk=held_by_dead.pk)
+    assert (dead.status, dead.possible_duplicate, dead.claimed_by) == ("RETRYING", True, "")
+    assert "latido" in dead.last_error
+    # A live worker's slow send keeps its row; a claim younger than the TTL too
+    # (its worker may not have written its first heartbeat yet).
+    assert MessageLog.objects.get(pk=held_by_live.pk).status == "SENDING"
+    assert MessageLog.objects.get(pk=just_claimed.pk).status == "SENDING"
+
+
+@pytest.mark.django_db
+def test_without_heartbeats_readable_only_the_lease_reclaims(published, settings, monkeypatch):
+    from workers import liveness
+
+    monkeypatch.setattr(liveness, "alive", lambda ids: None)  # Redis cannot tell
+    old = timezone.now() - timedelta(seconds=60)
+    held = row(status="SENDING", attempts=1, lease_expires_at=timezone.now() + timedelta(seconds=60),
+               claimed_by="host:999999")
+    MessageLog.objects.filter(pk=held.pk).update(updated_at=old)
+    assert outbox.relay()["reclaimed"] == 0
+    assert MessageLog.objects.get(pk=held.pk).status == "SENDING"

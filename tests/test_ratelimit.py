@@ -215,3 +215,24 @@ def test_a_channel_without_limits_never_needs_redis(limiter, settings):
 def test_rates_are_read_from_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv("RATE_LIMIT_TEST", value)
     assert env_rate("RATE_LIMIT_TEST", "1/s") == expected
+
+
+def test_by_default_the_pace_leaves_a_margin_under_the_published_limit(settings):
+    from cmms import settings as project
+
+    from workers import ratelimit as limiter_module
+
+    assert project.RATE_LIMIT["MARGIN"] < 1.0  # the project's default, not the fixture's
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "MARGIN": 0.9}
+    account = next(s for s in limiter_module.scopes_for("TELEGRAM", "42", "777") if s.name == "account")
+    assert 1 / account.interval_s == pytest.approx(30 * 0.9)
+
+
+def test_by_default_a_429_blocks_the_whole_bot_so_nothing_is_sent_inside_its_wait(limiter, settings):
+    from cmms import settings as project
+
+    assert project.RATE_LIMIT["RETRY_AFTER_SCOPE"] == "account"
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "RETRY_AFTER_SCOPE": "account"}
+    assert limiter.note_retry_after("TELEGRAM", "42", 5, "777") == "account"
+    with pytest.raises(limiter.RateLimited):
+        limiter.acquire("TELEGRAM", "43", "777", sleep=lambda s: None)  # another chat waits too
