@@ -219,7 +219,6 @@ def test_rates_are_read_from_the_environment(monkeypatch, value, expected):
 
 def test_by_default_the_pace_leaves_a_margin_under_the_published_limit(settings):
     from cmms import settings as project
-
     from workers import ratelimit as limiter_module
 
     assert project.RATE_LIMIT["MARGIN"] < 1.0  # the project's default, not the fixture's

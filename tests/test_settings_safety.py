@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import RequestFactory
-from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
 from cmms.error_reports import SecretsHidingFilter
