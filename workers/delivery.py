@@ -4,9 +4,11 @@ an outcome means for the row (retry, give up, mark the address)."""
 
 import logging
 import random
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,6 +23,10 @@ from . import channels, liveness, metrics, ratelimit
 logger = logging.getLogger(__name__)
 CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.RETRYING)
 MAX_MIGRATIONS = 2
+# The database unreachable (restarting, failing over, refusing connections).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# Waits between tries to record an outcome while the database is down (s).
+RECORD_RETRY_DELAYS = (0.25, 0.5, 1, 2, 4, 8)
 
 
 def policy(name):
@@ -68,18 +74,38 @@ def deliver(message_id):
             return defer(log, policy_rate("UNAVAILABLE_RETRY_S"), _("Rate limiter (Redis) unavailable; waiting."))
         except ChatMigrated as exc:
             address = exc.new_chat_id
-            follow_migration(log, address)
+            persist(follow_migration, log, address)
             continue
         except ChannelError as exc:
             if exc.code == 429 or (exc.retry_after and not exc.permanent):
                 metrics.incr("provider_429", log.channel_type)
-                return throttled(log, address, exc)
-            return record_failure(log, exc)
+                return persist(throttled, log, address, exc)
+            return persist(record_failure, log, exc)
+        except DATABASE_DOWN:
+            raise  # before anything was sent: the task retries itself (workers.tasks)
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
             logger.exception("Unexpected error delivering message %s", log.pk)
-            return record_failure(log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
-        return record_success(log, provider_id)
+            return persist(record_failure, log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
+        return persist(record_success, log, provider_id)
     return record_failure(log, ChannelError(_("Chat migrated too many times."), permanent=True))
+
+
+def persist(write, *args):
+    """Record an outcome that has happened (the provider has, or refused, the
+    message) even if the database is down for a few seconds: otherwise the
+    row would stay SENDING until its lease and the message go out again."""
+    for delay in RECORD_RETRY_DELAYS:
+        try:
+            return write(*args)
+        except DATABASE_DOWN as exc:
+            logger.warning("Database unavailable recording message %s (%s); retrying in %g s",
+                           args[0].pk, type(exc).__name__, delay)
+            try:
+                connection.close()
+            except DATABASE_DOWN:
+                pass
+            time.sleep(delay)
+    return write(*args)
 
 
 def send(log, address, outgoing):
@@ -102,12 +128,16 @@ def send(log, address, outgoing):
 
     def after_chunk(index, message_id):
         ids.append(message_id)
-        MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
-            chunks_sent=index + 1, provider_message_id=",".join(ids)[:128], updated_at=timezone.now()
-        )
+        persist(record_progress, log, index + 1, ids)
 
     channel.send(address, outgoing, start=start, before_chunk=before_chunk, after_chunk=after_chunk)
     return ",".join(ids)
+
+
+def record_progress(log, chunks_sent, ids):
+    MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
+        chunks_sent=chunks_sent, provider_message_id=",".join(ids)[:128], updated_at=timezone.now()
+    )
 
 
 def retry_after_cap():

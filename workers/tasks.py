@@ -1,7 +1,6 @@
 """Celery tasks. Thin: they take ids and call workers.delivery / workers.outbox."""
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from notifications import inbound
 
@@ -11,7 +10,7 @@ from . import delivery, outbox
 # the task retries itself in seconds, so delivery resumes as soon as the
 # database is back instead of waiting for the relay's republish. After the
 # last retry the row is still in the database, and the relay publishes it.
-DATABASE_DOWN = (OperationalError, InterfaceError)
+DATABASE_DOWN = delivery.DATABASE_DOWN
 
 
 @shared_task(
