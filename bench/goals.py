@@ -29,6 +29,8 @@ SCENARIO_KEYS = {
     "whatsapp": ("whatsapp_efficiency", "whatsapp_throttled", "webhook_answer_p50_ms", "webhook_to_read_p50_ms"),
     "bot": ("bot_press_to_status_p50_ms", "bot_press_to_status_p99_ms", "bot_press_to_edit_p50_ms",
             "bot_press_to_edit_p99_ms", "bot_webhook_view_p50_ms", "bot_webhook_view_p99_ms"),
+    "kill9": ("kill9_recovery_s", "kill9_lease_s"),
+    "db_outage": ("db_outage_recovery_s", "db_outage_republish_s"),
 }
 
 GOALS = {
@@ -45,6 +47,8 @@ GOALS = {
     "sms_429": Goal("<=", 0),
     "whatsapp_efficiency": Goal(">=", 0.95),
     "whatsapp_throttled": Goal("<=", 0),
+    "kill9_recovery_s": Goal("<=", 20),
+    "db_outage_recovery_s": Goal("<=", 15),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -62,6 +66,7 @@ SIZES = {
         "sms_messages": 20, "callback_samples": 30,
         "whatsapp_messages": 80, "webhook_samples": 10,
         "bot_samples": 4,
+        "recovery_messages": 120,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -74,5 +79,6 @@ SIZES = {
         "sms_messages": 200, "callback_samples": 500,
         "whatsapp_messages": 2400, "webhook_samples": 200,
         "bot_samples": 100,
+        "recovery_messages": 600,
     },
 }

@@ -615,6 +615,83 @@ def _wait_edit(bench, chat, message_id, timeout):
                 return message["edited_at"]
         time.sleep(0.002)
     raise RuntimeError(f"bot: message {message_id} in chat {chat} was not edited within {timeout} s")
+# -- 9. recovery ----------------------------------------------------------------
+def kill9(bench):
+    """Two workers share a broadcast (200 ms provider latency); one is killed
+    with kill -9 a quarter of the way in. kill9_recovery_s: from the kill
+    until every row it held (SENDING) is SENT, the relay running every 5 s as
+    beat does. The baseline is the lease, which alone decided it before
+    worker heartbeats (DELIVERY_LEASE_S, production default)."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from notifications.message_router import MessageRouter
+    from notifications.models import MessageLog
+    from tests.support.processes import Worker
+    from tests.support.recovery import RelayTicker, kill9_recovery
+
+    n = bench.params["recovery_messages"]
+    base = CHAT_BASE["TECHNICIAN"]
+    bench.fresh(latency_ms=200)
+    users = _users(bench.population("TECHNICIAN", n, base))
+    started = []
+
+    def start_worker():
+        worker = Worker(bench.worker_env(**LIMITER_OUT_OF_REACH), pool=bench.pool, concurrency=16).start(timeout=90)
+        started.append(worker)
+        return worker
+
+    def publish():
+        router = MessageRouter()
+        with transaction.atomic():
+            for user in users:
+                router.send_to_user(user, TITLE, BODY, message_type=MESSAGE_TYPE)
+        return list(MessageLog.objects.values_list("pk", flat=True))
+
+    try:
+        with RelayTicker(every_s=5.0):
+            result = kill9_recovery(bench.sandbox, start_worker, publish, n, base, timeout=300)
+    finally:
+        for worker in started:
+            worker.kill(hard=True)
+            worker.stop()
+            worker.log_path.unlink(missing_ok=True)
+    lease = settings.DELIVERY["LEASE_S"]
+    bench.log(f"  kill -9: {result['held']} held rows retried in {result['recovery_s']:.1f} s (lease {lease:g} s)")
+    return {
+        "kill9_recovery_s": result["recovery_s"],
+        "kill9_lease_s": lease,
+        "kill9_recovery_over_lease": result["recovery_s"] / lease,
+        "kill9_rows_held": result["held"],
+        "kill9_all_settled_s": result["all_settled_s"],
+        "kill9_unflagged_held": result["held"] - result["flagged"],
+    }
+
+
+def db_outage(bench):
+    """A worker on a private PostgreSQL cluster (initdb'd for the run, never
+    the shared server) delivers a broadcast; the cluster is stopped
+    (immediate) for 10 s a quarter of the way in. db_outage_recovery_s: from
+    the database's return until the sandbox receives the next message. The
+    baseline is the relay's republish delay, which decided it before tasks
+    retried themselves (DELIVERY_RELAY_REPUBLISH_AFTER_S)."""
+    from django.conf import settings
+
+    from tests.support.recovery import db_outage_recovery
+
+    n = bench.params["recovery_messages"]
+    bench.fresh(latency_ms=150)
+    result = db_outage_recovery(bench.sandbox, bench.worker_env(**LIMITER_OUT_OF_REACH), n=n, outage_s=10.0,
+                                log=bench.log)
+    republish = settings.DELIVERY["RELAY_REPUBLISH_AFTER_S"]
+    return {
+        "db_outage_recovery_s": result["resumed_s"],
+        "db_outage_all_sent_s": result["all_sent_s"],
+        "db_outage_republish_s": republish,
+        "db_outage_recovery_over_republish": result["resumed_s"] / republish,
+        "db_outage_rows_not_sent": n - result["statuses"].get("SENT", 0),
+        "db_outage_duplicates": result["duplicates"],
+    }
 
 
 SCENARIOS = {
@@ -628,4 +705,6 @@ SCENARIOS = {
     "sms": sms,
     "whatsapp": whatsapp,
     "bot": bot,
+    "kill9": kill9,
+    "db_outage": db_outage,
 }

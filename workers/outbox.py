@@ -43,7 +43,7 @@ def relay(now=None):
     cfg = settings.DELIVERY
     lost_since = broker_lost_its_data()
     broker_reset = forget_lost_publishes(lost_since) if lost_since else []
-    reclaimed = reclaim_expired_leases(now)
+    reclaimed, worker_died = reclaim_expired_leases(now)
     waiting = MessageLog.objects.filter(status__in=WAITING)
     stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
     idle = [
@@ -64,6 +64,11 @@ def relay(now=None):
             published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_BACKLOG_AFTER_S"]),
             next_attempt_at__lte=now,
         )
+        # A worker died: the tasks it had taken from the queue but not started
+        # are gone with it, and nothing says which. Every due row published
+        # before its death gets a second task (harmless: the claim has one winner).
+        | (Q(published_at__lte=now - timedelta(seconds=cfg["WORKER_HEARTBEAT_TTL_S"]), next_attempt_at__lte=now)
+           if worker_died else Q(pk__in=[]))
     )
     rows = take(due, now, cfg["RELAY_BATCH"])
     published = dispatch.send(rows) if rows else []
@@ -152,7 +157,8 @@ def forget_lost_publishes(lost_since):
 
 def dead_claimants(now):
     """A filter for rows SENDING whose worker process stopped its heartbeat
-    (workers.liveness); claims younger than the heartbeat's TTL are left alone."""
+    (workers.liveness), or None; claims younger than the heartbeat's TTL are
+    left alone."""
     ttl = settings.DELIVERY["WORKER_HEARTBEAT_TTL_S"]
     if ttl <= 0:
         return None
@@ -173,7 +179,7 @@ def reclaim_expired_leases(now):
     """A row SENDING past its lease, or held by a worker whose heartbeat
     stopped, belongs to a worker that died mid-attempt. The provider may have
     received it, so it is flagged as a possible duplicate. Returns the ids
-    handed out again."""
+    handed out again, and whether a worker was found dead by its heartbeat."""
     stopped = Q(lease_expires_at__lt=now)
     dead = dead_claimants(now)
     if dead is not None:
@@ -186,13 +192,13 @@ def reclaim_expired_leases(now):
     )
     ids = list(expired.values_list("pk", flat=True)[: settings.DELIVERY["RELAY_BATCH"]])
     if not ids:
-        return []
+        return [], False
     # The status and lease are checked again: a slow worker may finish meanwhile.
     MessageLog.objects.filter(stopped, pk__in=ids, status=MessageStatus.SENDING).update(
         status=MessageStatus.RETRYING, next_attempt_at=now, published_at=None, last_error=reason,
         lease_expires_at=None, claimed_by="", possible_duplicate=True, updated_at=now,
     )
-    return ids
+    return ids, dead is not None
 
 
 def refresh_channel_stats():
