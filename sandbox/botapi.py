@@ -236,6 +236,7 @@ class BotApi:
         """Answer one Bot API call: ``(status, body, content_type)``, or None when
         the client hung up during the injected latency (nothing was processed)."""
         state = self.state
+        state.arrival.at = time.monotonic()  # before the injected latency: when the client sent it
         name = self.method_name(method)
         with state.lock:
             config = state.config

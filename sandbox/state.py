@@ -84,6 +84,7 @@ class SandboxState:
         self.lock = threading.Lock()
         self.updates_changed = threading.Condition(self.lock)
         self.stopping = threading.Event()
+        self.arrival = threading.local()  # .at: when the request being handled reached the server (monotonic)
         self.limiter = FloodLimiter()
         self.config = defaults()
         self.config.update(normalize(config))
@@ -114,7 +115,7 @@ class SandboxState:
         self.stats = _empty_stats()
         self.limiter.reset()
         self.window = {}  # bot id -> deque of accepted monotonic times (bot_window_s)
-        self.bot_blocked_until = {}  # bot id -> monotonic end of a window 429's retry_after
+        self.bot_blocked = {}  # bot id -> (monotonic instant a window 429 was answered, end of its retry_after)
         self.random = random.Random(self.config["seed"])
         self.config["force_429"] = None
         self.force_429_until = None
@@ -264,9 +265,12 @@ class SandboxState:
         span = self.config["bot_window_s"]
         if not span:
             return
-        blocked = self.bot_blocked_until.get(bot_id, 0.0)
+        answered, blocked = self.bot_blocked.get(bot_id, (0.0, 0.0))
         if now < blocked:
-            self.stats["requests_inside_retry_after"] += 1
+            # Sent after the client had the 429 (it reached us after the
+            # answer left), not merely in flight when the 429 was answered.
+            if getattr(self.arrival, "at", now) >= answered:
+                self.stats["requests_inside_retry_after"] += 1
             self.stats["rate_limited"] += 1
             raise BotApiError(429, f"retry after {math.ceil(blocked - now)}", retry_after=math.ceil(blocked - now))
         accepted = self.window.setdefault(bot_id, collections.deque())
@@ -274,7 +278,7 @@ class SandboxState:
             accepted.popleft()
         if len(accepted) >= self.config["bot_rate"] * span:
             retry_after = max(1, math.ceil(accepted[0] + span - now))
-            self.bot_blocked_until[bot_id] = now + retry_after
+            self.bot_blocked[bot_id] = (now, now + retry_after)
             self.stats["rate_limited"] += 1
             self.stats["window_429"] = self.stats.get("window_429", 0) + 1
             raise BotApiError(429, f"retry after {retry_after}", retry_after=retry_after)

@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
     args = [sys.executable, "-m", "bench", "--size", "tiny", "--json", str(results)]
     if env.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         args += ["--db-name", "cmms_bench_smoke"]
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=480, check=False)
     return proc, results
 
 

@@ -313,6 +313,9 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
             raise RateLimited(blocked, scope)
         sleep(blocked)
         slept += blocked
+        # The slot reserved fell inside the block. Reserve again instead of
+        # sending now: every thread that slept through the block would
+        # otherwise send at its end, all at once, and draw the next 429.
 
 
 def note_retry_after(channel_type, address, seconds, account="", scope=None):

@@ -1,0 +1,84 @@
+"""Against a strict Telegram stand-in: a sliding 30-messages-in-any-second
+window (a 429 blocks the bot for its retry_after), 1/s per chat, arrival
+jitter, an absurd retry_after. Real workers and Redis; what the sandbox
+received and what MessageLog says."""
+
+from collections import Counter
+
+import pytest
+from django.db import transaction
+
+from notifications.channels import OutgoingMessage
+from notifications.channels.telegram import render
+from notifications.message_router import MessageRouter
+from notifications.models import MessageLog
+from tests.support.processes import wait_for
+
+from .conftest import operators
+from .stack import received_rate, wait_until_done
+
+pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# The chat's burst is the one RATE_LIMIT_TELEGRAM_RECIPIENT_BURST assumes (2).
+STRICT = {"bot_rate": 30, "bot_burst": 30, "bot_window_s": 1.0, "chat_rate": 1, "chat_burst": 2}
+TELEGRAM_PACE = {"RATE_LIMIT_TELEGRAM_ACCOUNT": "30/s", "RATE_LIMIT_TELEGRAM_ACCOUNT_MAX_SLEEP_S": 5}
+LONG_BODY = "\n\n".join(f"Paso {i}: " + ("revisar el rodamiento, el sello y la carcasa " * 30) for i in range(1, 22))
+
+
+def test_a_broadcast_at_200_ms_with_jitter_gets_no_429_from_a_sliding_window(make_stack, sandbox):
+    sandbox.configure(latency_ms=150, latency_jitter_ms=100, **STRICT)  # 200 ms ± 50 ms
+    stack = make_stack(**TELEGRAM_PACE)
+    stack.worker(concurrency=32)
+    stack.worker(concurrency=32)
+    operators(300)
+    with transaction.atomic():
+        MessageRouter().broadcast_to_role("OPERATOR", "Inspección", "Inspección de seguridad el lunes")
+    wait_until_done(MessageLog.objects.values_list("pk", flat=True), timeout=120)
+    stats = sandbox.stats()
+    rate = received_rate(sandbox.messages())
+    print(f"\nsliding window 30/s, 200±50 ms: {rate:.1f} msg/s ({rate / 30:.2f} of the limit), "
+          f"429s: {stats['responses_by_status'].get('429', 0)}, inside retry_after: {stats['requests_inside_retry_after']}")
+    assert stats["responses_by_status"].get("429", 0) == 0
+    assert stats["requests_inside_retry_after"] == 0
+    assert len({m["chat_id"] for m in sandbox.messages()}) == 300
+
+
+def test_a_long_message_reaches_the_chat_once_per_chunk_and_does_not_hold_up_the_chat(make_stack, sandbox):
+    sandbox.configure(**STRICT)
+    stack = make_stack(**TELEGRAM_PACE)
+    stack.worker(concurrency=8)
+    stack.start_relay()
+    (user,) = operators(1)
+    chunks = render(OutgoingMessage(title="Procedimiento", body=LONG_BODY, emoji="📢"))
+    assert len(chunks) >= 5
+    with transaction.atomic():
+        long = MessageRouter().send_to_user(user, "Procedimiento", LONG_BODY).message_ids["TELEGRAM"]
+        short = MessageRouter().send_to_user(user, "OT-7", "Orden asignada").message_ids["TELEGRAM"]
+    took = wait_until_done([long, short], timeout=60)
+
+    texts = [m["text"] for m in sandbox.messages()]
+    counts = Counter(texts)
+    print(f"\n{len(chunks)}-chunk message and a short one to one chat: {len(texts)} messages in {took:.1f} s, "
+          f"429s: {sandbox.stats()['responses_by_status'].get('429', 0)}")
+    assert len(texts) == len(chunks) + 1 and set(counts.values()) == {1}  # each chunk exactly once
+    row = MessageLog.objects.get(pk=long)
+    assert (row.attempts, row.chunks_sent, row.last_error) == (1, len(chunks), "")
+    assert sandbox.stats()["responses_by_status"].get("429", 0) == 0  # paced at the chat's 1/s
+
+
+def test_an_absurd_retry_after_is_capped_and_everything_goes_out_after_the_cap(make_stack, sandbox):
+    stack = make_stack(DELIVERY_RETRY_AFTER_MAX_S=3)
+    worker = stack.worker(concurrency=8)
+    stack.start_relay()
+    sandbox.configure(force_429={"scope": "bot", "retry_after": 1, "duration_s": 2, "answer_retry_after": 1e12})
+    operators(20)
+    with transaction.atomic():
+        MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Corte de agua")
+    ids = list(MessageLog.objects.values_list("pk", flat=True))
+    wait_for(lambda: MessageLog.objects.exclude(last_error="").exists(), timeout=20, message="a row to say why it waits")
+    waiting = MessageLog.objects.exclude(last_error="").first()
+    print(f"\nwhile blocked: {waiting.status} attempts={waiting.attempts}: {waiting.last_error}")
+    assert "1000000000000 s" in waiting.last_error and "DELIVERY_RETRY_AFTER_MAX_S" in waiting.last_error
+    wait_until_done(ids, timeout=60)
+    assert "OverflowError" not in worker.log()
+    assert not MessageLog.objects.exclude(last_error="").exists()  # SENT rows keep no stale error
+    assert len({m["chat_id"] for m in sandbox.messages()}) == 20
