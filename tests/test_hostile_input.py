@@ -201,3 +201,16 @@ def test_an_external_id_used_by_another_client_does_not_swallow_a_prediction(api
 
     again = api(item(external_id="run-1")).json()  # its own retry is still a duplicate
     assert again["duplicate"] is True and again["prediction_id"] == body["prediction_id"]
+
+
+def test_two_requests_racing_with_one_external_id_give_a_400_not_a_500(api, world, monkeypatch):
+    # The race itself (two assets, one id, two transactions) ends in the
+    # database's unique constraint; what the loser's client gets is this.
+    from django.db import IntegrityError
+
+    def lose_the_race(cleaned, client):
+        raise IntegrityError("duplicate key value violates unique constraint prediction_unique_client_external_id")
+
+    monkeypatch.setattr("cmms.ml_api._record_all", lose_the_race)
+    response = api(item(external_id="run-9"))
+    assert response.status_code == 400 and "external_id" in response.json()["errors"]

@@ -82,3 +82,23 @@ def test_an_absurd_retry_after_is_capped_and_everything_goes_out_after_the_cap(m
     assert "OverflowError" not in worker.log()
     assert not MessageLog.objects.exclude(last_error="").exists()  # SENT rows keep no stale error
     assert len({m["chat_id"] for m in sandbox.messages()}) == 20
+
+
+def test_a_dripping_provider_does_not_hold_the_workers_and_nothing_is_lost(make_stack, sandbox):
+    stack = make_stack(TELEGRAM_TOTAL_TIMEOUT_S=2)
+    stack.worker(concurrency=4)
+    stack.start_relay()
+    sandbox.configure(answer_drip_s=1.0)  # one byte a second: each read is in time, the answer takes minutes
+    operators(8)
+    with transaction.atomic():
+        MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Corte de agua")
+    ids = list(MessageLog.objects.values_list("pk", flat=True))
+    # Every thread is freed at the deadline: all 8 rows get an attempt cut
+    # short with 4 threads, which a per-read timeout would hold for minutes.
+    wait_for(lambda: MessageLog.objects.filter(last_error__contains="respuesta completa").count() >= 8,
+             timeout=30, message="every row to have an attempt cut at the deadline")
+    sandbox.configure(answer_drip_s=0.0)
+    wait_until_done(ids, timeout=60)
+    per_chat = Counter(m["chat_id"] for m in sandbox.messages())
+    flagged = set(MessageLog.objects.filter(possible_duplicate=True).values_list("recipient", flat=True))
+    assert len(per_chat) == 8 and {str(c) for c, n in per_chat.items() if n > 1} <= flagged
