@@ -10,6 +10,8 @@ no 429; 20 messages to one chat at about 1/s with no 429; a 429 from outside
 
 import pytest
 from django.contrib.auth import get_user_model
+
+from tests.support.processes import wait_for
 from django.db import transaction
 
 from notifications.message_router import MessageRouter
@@ -22,9 +24,10 @@ LATENCY_MS = 200
 
 
 @pytest.fixture
-def stack(redis_server, sandbox):
+def stack(request, redis_server, sandbox):
+    """Two workers; ``indirect`` parametrization passes extra worker env."""
     sandbox.configure(latency_ms=LATENCY_MS)
-    with private_stack(redis_server, sandbox, TELEGRAM_TIMEOUT_S=5) as stack:
+    with private_stack(redis_server, sandbox, TELEGRAM_TIMEOUT_S=5, **getattr(request, "param", {})) as stack:
         for _ in range(2):
             stack.worker(concurrency=32, wait=False)
         for w in stack.workers:
@@ -116,7 +119,8 @@ def test_a_429_for_the_whole_bot_stops_every_process_until_retry_after(stack, sa
     assert len(sandbox.messages()) == 300
 
 
-def test_a_429_for_one_chat_holds_that_chat_only(stack, sandbox):
+@pytest.mark.parametrize("stack", [{"RATE_LIMIT_RETRY_AFTER_SCOPE": "auto"}], indirect=True)
+def test_with_the_auto_scope_a_429_for_one_chat_holds_that_chat_only(stack, sandbox):
     users = operators(40)
     busy = users[0]
     sandbox.configure(force_429={"scope": 10_000, "retry_after": 5})
@@ -138,3 +142,25 @@ def test_a_429_for_one_chat_holds_that_chat_only(stack, sandbox):
     assert len(busy_received) == 4  # 3 orders and the broadcast
     assert max(m["received_at"] for m in others) < min(m["received_at"] for m in busy_received)
     assert flood_429s(sandbox) == 0
+
+
+def test_by_default_a_429_for_one_chat_pauses_the_bot_and_nothing_is_sent_inside_it(stack, sandbox):
+    """Telegram does not say which limit a 429 is for, so by default it pauses
+    every chat (never a request inside a bot-wide wait). What that costs when
+    the 429 was one chat's: the other chats wait out its retry_after too."""
+    users = operators(40)
+    sandbox.configure(force_429={"scope": 10_000, "retry_after": 3})
+    with transaction.atomic():
+        MessageRouter().send_to_user(users[0], "OT", "Orden 1", message_type="work_order_assigned")
+    wait_for(lambda: sandbox.stats()["force_429_rejections"] >= 1, timeout=20, message="the chat's 429")
+    with transaction.atomic():
+        MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Reunión de seguridad a las 9:00")
+    wait_until_done(MessageLog.objects.values_list("pk", flat=True), timeout=60)
+    stats = sandbox.stats()
+    first_429 = min(stats["requests_while_force_429"])
+    others = sorted(m["received_at"] for m in sandbox.messages() if m["chat_id"] != 10_000)
+    print(f"\ndefault scope, 3 s 429 on one chat: the other chats' first message "
+          f"{others[0] - first_429:.1f} s after it (the cost), {stats['force_429_rejections']} rejection(s)")
+    assert stats["force_429_rejections"] == 1  # no request to any chat inside the wait
+    assert others[0] - first_429 >= 2.5  # every chat waited (retry_after 3 s, whole seconds)
+    assert len({m["chat_id"] for m in sandbox.messages()}) == 40

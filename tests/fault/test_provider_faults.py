@@ -60,7 +60,7 @@ def test_502s_and_timeouts_on_20_percent_of_calls_end_sent_with_every_attempt_re
     assert len(per_chat) == 150
     assert sum(n - 1 for n in per_chat.values()) == stats["timeouts_injected"]
     assert {chat for chat, n in per_chat.items() if n > 1} <= flagged
-    assert all("502" in r.last_error or "no answer" in r.last_error for r in rows if r.attempts > 1)
+    assert all(r.last_error == "" for r in rows)  # SENT: no stale error from an earlier attempt
 
 
 def test_permanent_errors_take_exactly_one_attempt_each(make_stack, sandbox):
