@@ -10,13 +10,12 @@ no 429; 20 messages to one chat at about 1/s with no 429; a 429 from outside
 
 import pytest
 from django.contrib.auth import get_user_model
-
-from tests.support.processes import wait_for
 from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import ChannelType, MessageLog, UserChannelPreference
 from tests.fault.stack import private_stack, received_rate, wait_until_done
+from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
