@@ -314,7 +314,9 @@ RATE_LIMIT = {
     # pace of exactly its limit. With +-50 ms of jitter the ceiling is
     # 1 / 1.1 = 0.91; 0.88 leaves room for the workers' own scheduling jitter
     # (tests/fault/test_strict_provider.py, docs/benchmarks.md).
-    "MARGIN": env_float("RATE_LIMIT_MARGIN", 0.88),
+    # Per channel; a channel not named paces at its full limit (Twilio queues
+    # what exceeds a number's rate instead of counting a window).
+    "MARGIN": {"TELEGRAM": env_float("RATE_LIMIT_MARGIN", 0.88)},
 }
 
 # --- Maintenance domain (cmms/) -------------------------------------------------

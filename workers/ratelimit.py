@@ -237,7 +237,9 @@ def scopes_for(channel_type, address, account=""):
         wanted.append(("group", f"{KEY_PREFIX}:{channel_type}:{tag}:group:{address}"))
     if not any(limits.values()):
         return []
-    margin = min(max(float(settings.RATE_LIMIT.get("MARGIN", 1.0)), 0.05), 1.0)
+    margin = settings.RATE_LIMIT.get("MARGIN", 1.0)
+    margin = margin.get(channel_type, 1.0) if isinstance(margin, dict) else margin
+    margin = min(max(float(margin), 0.05), 1.0)
     scopes = []
     for name, key in wanted:
         limit = limits.get(name)
