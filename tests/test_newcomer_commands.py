@@ -144,6 +144,7 @@ def test_command_output_and_errors_are_all_english_when_chosen(sandbox, settings
 
 def test_bootstrap_demo_says_what_it_created_in_groups(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DEBUG = True  # the demo's known passwords, as under make run (DJANGO_DEBUG=1)
     out, _err = run("bootstrap_demo")
     assert "Usuarios creados: admin, operador1, operador2" in out
     assert re.search(r"^Activos creados: CAM-001, ", out, re.M)

@@ -74,6 +74,8 @@ def test_bootstrap_demo_never_sets_admin_admin_with_debug_off(settings, capsys):
     out = capsys.readouterr().out
     password = out.split("admin / ", 1)[1].split()[0]
     assert admin.check_password(password)  # told once, to the one who ran it
+    call_command("bootstrap_demo")
+    assert "admin / ********" in capsys.readouterr().out  # not a new random one that was never set
 
 
 @pytest.mark.django_db

@@ -54,10 +54,12 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         User = get_user_model()
         users = []
+        randomized = set()
         if not settings.DEBUG:
             for option in ("admin_password", "password"):
                 if opts[option] in WELL_KNOWN_PASSWORDS:
                     opts[option] = secrets.token_urlsafe(12)
+                    randomized.add(option)
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", opts["admin_password"], role="ADMIN")
             users.append("admin")
@@ -94,11 +96,16 @@ class Command(BaseCommand):
         if not any(items for _t, items in groups):
             self.stdout.write(_("Nothing to create: the demo users, assets and plans already exist."))
         self.stdout.write(_("Logins (user / password):"))
+        def shown(option, username):
+            # A random password is shown only to whoever set it: an account that
+            # existed before this run keeps the password it had.
+            return "********" if option in randomized and username not in users else opts[option]
+
         self.stdout.write("  " + _("%(user)s / %(password)s  (superuser)") % {
-            "user": "admin", "password": opts["admin_password"]})
+            "user": "admin", "password": shown("admin_password", "admin")})
         chats = self._demo_chats()
         for username, _f, _l, role, _s, _c in DEMO_USERS:
-            login = {"user": username, "password": opts["password"], "role": role,
+            login = {"user": username, "password": shown("password", username), "role": role,
                      "chat": chats.get(username, {}).get("chat_id", "-"), "phone": DEMO_SMS_PHONES.get(username)}
             if login["phone"]:
                 line = _("%(user)s / %(password)s  (%(role)s, Telegram chat %(chat)s, SMS %(phone)s)") % login
