@@ -31,6 +31,8 @@ SCENARIO_KEYS = {
             "bot_press_to_edit_p99_ms", "bot_webhook_view_p50_ms", "bot_webhook_view_p99_ms"),
     "kill9": ("kill9_recovery_s", "kill9_lease_s"),
     "db_outage": ("db_outage_recovery_s", "db_outage_republish_s"),
+    "email": ("email_msgs_per_s", "smtplib_msgs_per_s", "email_over_smtplib", "email_pdf_msgs_per_s",
+              "email_pdf_over_smtplib", "pdf_build_ms"),
 }
 
 GOALS = {
@@ -51,6 +53,7 @@ GOALS = {
     "whatsapp_throttled": Goal("<=", 0),
     "kill9_recovery_s": Goal("<=", 20),
     "db_outage_recovery_s": Goal("<=", 15),
+    "email_over_smtplib": Goal(">=", 0.5),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -69,6 +72,7 @@ SIZES = {
         "whatsapp_messages": 80, "webhook_samples": 10,
         "bot_samples": 4,
         "recovery_messages": 120,
+        "email_messages": 10, "email_rounds": 1, "pdf_builds": 2,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -82,5 +86,6 @@ SIZES = {
         "whatsapp_messages": 2400, "webhook_samples": 200,
         "bot_samples": 100,
         "recovery_messages": 600,
+        "email_messages": 500, "email_rounds": 3, "pdf_builds": 100,
     },
 }

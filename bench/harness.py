@@ -172,6 +172,53 @@ class TwilioSandboxProcess:
                 self.proc.wait()
 
 
+class SmtpSandboxProcess:
+    """``python -m sandbox.smtp`` in its own process (the SMTP server must not
+    share a GIL with the plain smtplib loop it is the baseline for), read
+    through its page's JSON API."""
+
+    def __init__(self):
+        self.port, self.page_port = free_port(), free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.page = f"http://127.0.0.1:{self.page_port}"
+        self.proc = None
+        self.http = requests.Session()
+
+    def start(self):
+        args = [sys.executable, "-m", "sandbox.smtp", "--port", str(self.port), "--page-port", str(self.page_port),
+                "--quiet"]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._healthy, timeout=15, message="the SMTP sandbox subprocess")
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"python -m sandbox.smtp exited with {self.proc.returncode}")
+        try:
+            return self.http.get(f"{self.page}/api/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def reset(self):
+        self.http.post(f"{self.page}/api/reset", timeout=30).raise_for_status()
+
+    def captured(self):
+        return self.http.get(f"{self.page}/api/stats", timeout=30).json()["captured"]
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 class SandboxInProcess:
     """The sandbox as a thread of the bench process (to measure what sharing
     the GIL with the load generator costs)."""

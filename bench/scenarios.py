@@ -697,6 +697,171 @@ def db_outage(bench):
     }
 
 
+# -- 11. e-mail ----------------------------------------------------------------------
+EMAIL_ROLE = "ADMIN"  # shared with the SMS scenario: see _email_population
+EMAIL_LIMIT_OUT_OF_REACH = {"RATE_LIMIT_EMAIL_ACCOUNT": "1000000/s"}
+
+
+def _email_population(count):
+    """``count`` users with only an EMAIL preference (bench-mail-i@bench.cmms.local),
+    enabled only while this scenario runs (``_email_preferences``), so that
+    another scenario's broadcast to their role (the SMS one, to ADMIN) sends
+    them nothing; this scenario addresses them one by one."""
+    from django.contrib.auth import get_user_model
+
+    from notifications.models import ChannelType, UserChannelPreference
+
+    User = get_user_model()
+    mine = User.objects.filter(role=EMAIL_ROLE, username__startswith="bench-mail-")
+    existing = list(mine.order_by("pk").values_list("pk", flat=True))
+    if len(existing) < count:
+        User.objects.bulk_create([User(username=f"bench-mail-{i}", role=EMAIL_ROLE, password="!", is_active=True)
+                                  for i in range(len(existing), count)])
+        created = mine.exclude(pk__in=existing).values_list("pk", "username")
+        UserChannelPreference.objects.bulk_create([
+            UserChannelPreference(user_id=pk, channel_type=ChannelType.EMAIL, channel_user_id=f"{name}@bench.cmms.local")
+            for pk, name in created])
+        existing = list(mine.order_by("pk").values_list("pk", flat=True))
+    return existing[:count]
+
+
+def _email_preferences(pks, enabled):
+    from notifications.models import UserChannelPreference
+
+    UserChannelPreference.objects.filter(user_id__in=pks, channel_type="EMAIL").update(is_enabled=enabled)
+
+
+def raw_smtplib(smtp, total, threads):
+    """The plain loop e-mail is compared with: ``threads`` threads, each with
+    one smtplib connection, sending the same composed message (no PDF) to the
+    same addresses; no templates, Celery, Redis or database."""
+    import smtplib
+
+    from notifications.channels import OutgoingMessage
+    from notifications.channels.email import as_bytes, compose
+
+    data = as_bytes(compose(OutgoingMessage(title=TITLE, body=BODY, emoji="📋", priority="high"),
+                            "bench-mail-0@bench.cmms.local", "CMMS <cmms@bench.cmms.local>"))
+    counter, lock = itertools.count(), threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+    errors = []
+
+    def run():
+        with smtplib.SMTP("127.0.0.1", smtp.port, timeout=30) as conn:
+            barrier.wait()
+            while True:
+                with lock:
+                    i = next(counter)
+                if i >= total:
+                    return
+                try:
+                    conn.sendmail("cmms@bench.cmms.local", [f"bench-mail-{i % total}@bench.cmms.local"], data)
+                except smtplib.SMTPException as exc:
+                    errors.append(exc)
+
+    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"smtplib loop: {len(errors)} errors, first: {errors[0]}")
+    return total / elapsed
+
+
+def _email_round(bench, smtp, total, send):
+    """Queue ``total`` e-mails in one transaction (published at its commit)
+    and time until every row is SENT; returns messages per second."""
+    from django.db import transaction
+
+    bench.fresh()
+    smtp.reset()
+    with transaction.atomic():
+        send()
+        started = time.perf_counter()
+    sent, waited, finished = _wait_rows(_sent(), lambda n: n >= total, timeout=300)
+    if not finished:
+        raise RuntimeError(f"email: only {sent} of {total} messages SENT after {waited:.0f} s")
+    rate = total / (time.perf_counter() - started)
+    if smtp.captured() < total:
+        raise RuntimeError(f"email: {total} SENT but the SMTP server captured {smtp.captured()}")
+    return rate
+
+
+def email(bench):
+    """One worker delivering e-mail to the local SMTP server (its own
+    process), against a plain smtplib loop with as many threads and
+    connections in the same run, alternated in rounds: a broadcast without
+    attachment, then assignments that each carry the work order's PDF
+    (built in the worker). Also the PDF's build time in this process."""
+    from cmms import work_order_pdf
+    from cmms.models import Asset, WorkOrder
+    from notifications.message_router import MessageRouter
+
+    from .harness import SmtpSandboxProcess
+
+    p = bench.params
+    total = p["email_messages"]
+    pks = _email_population(total)
+    users = _users(pks)
+    asset, _new = Asset.objects.get_or_create(code="BENCH-AB01", defaults={"name": "Camión <A&B>_01", "site": "Norte"})
+    order = WorkOrder.objects.create(asset=asset, title="Cambio de aceite y filtros", description=BODY * 3)
+    router = MessageRouter()
+
+    def broadcast():  # a notice to everyone, one call per recipient (see _email_population)
+        for user in users:
+            router.send_to_user(user, TITLE, BODY, message_type="announcement", priority="normal")
+
+    def assignments():
+        for user in users:
+            router.send_to_user(user, TITLE, BODY, message_type=MESSAGE_TYPE, related_object_type="work_order",
+                                related_object_id=str(order.pk), link=order.admin_url())
+
+    _email_preferences(pks, True)
+    smtp = SmtpSandboxProcess().start()
+    raw_rates, plain_rates, pdf_rates = [], [], []
+    raw_server_cpu, server_cpu, worker_cpu = [], [], []
+    try:
+        with bench.workers(profile="email", EMAIL_URL=smtp.url, **EMAIL_LIMIT_OUT_OF_REACH) as (worker,):
+            for _round in range(p["email_rounds"]):
+                smtp.reset()
+                before = cpu_seconds(smtp.pid)
+                raw_rates.append(raw_smtplib(smtp, total, bench.concurrency))
+                raw_server_cpu.append((cpu_seconds(smtp.pid) - before) / total * 1000)
+                before, worker_before = cpu_seconds(smtp.pid), cpu_seconds(worker.pid)
+                plain_rates.append(_email_round(bench, smtp, total, broadcast))
+                server_cpu.append((cpu_seconds(smtp.pid) - before) / total * 1000)
+                worker_cpu.append((cpu_seconds(worker.pid) - worker_before) / total * 1000)
+                pdf_rates.append(_email_round(bench, smtp, total, assignments))
+                bench.log(f"  email round: {plain_rates[-1]:.0f} msg/s, with PDF {pdf_rates[-1]:.0f} msg/s, "
+                          f"smtplib loop {raw_rates[-1]:.0f} msg/s ({total} messages)")
+    finally:
+        smtp.stop()
+        _email_preferences(pks, False)
+    builds = []
+    for _i in range(p["pdf_builds"]):
+        started = time.perf_counter()
+        work_order_pdf.attachment(order.pk)
+        builds.append((time.perf_counter() - started) * 1000)
+    return {
+        "email_msgs_per_s": median(plain_rates),
+        "smtplib_msgs_per_s": median(raw_rates),
+        "email_over_smtplib": median([a / b for a, b in zip(plain_rates, raw_rates, strict=True)]),
+        "email_pdf_msgs_per_s": median(pdf_rates),
+        "email_pdf_over_smtplib": median([a / b for a, b in zip(pdf_rates, raw_rates, strict=True)]),
+        # The PDF of one work order, read from the database and drawn (what a worker does per e-mail).
+        "pdf_build_ms": median(builds),
+        "pdf_build_p99_ms": percentile(builds, 99),
+        # Where the time goes: the SMTP server's CPU per message bounds both loops.
+        "email_worker_cpu_ms_per_msg": median(worker_cpu),
+        "email_smtp_server_cpu_ms_per_msg": median(server_cpu),
+        "smtplib_smtp_server_cpu_ms_per_msg": median(raw_server_cpu),
+    }
+
+
 SCENARIOS = {
     "producer": producer,
     "pipeline": pipeline,
@@ -710,4 +875,5 @@ SCENARIOS = {
     "bot": bot,
     "kill9": kill9,
     "db_outage": db_outage,
+    "email": email,
 }

@@ -14,3 +14,9 @@ class CmmsConfig(AppConfig):
         sms_inbound.register_command(sms_commands.handle)
         whatsapp.register()
         inbound.register_handler("TELEGRAM", telegram_bot.handle_update)
+
+        from notifications import documents
+
+        from . import work_order_pdf
+
+        documents.register("work_order", work_order_pdf.attachment)

@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from cmms import email_url as _email_url
 from cmms import envfiles
 
 # .env (the user's) and var/run.env (what a running `make run` chose), never
@@ -294,6 +295,11 @@ RATE_LIMITS = {
         "account": rate_limit("WHATSAPP_ACCOUNT", "80/s", 1, 5.0),
         "recipient": rate_limit("WHATSAPP_RECIPIENT", "10/min", 6, 0.5),
     },
+    # One SMTP account (relay login) for every message; providers cap messages
+    # per second per login (RATE_LIMIT_EMAIL_ACCOUNT=14/s for Amazon SES' default).
+    "EMAIL": {
+        "account": rate_limit("EMAIL_ACCOUNT", "20/s", 20, 5.0),
+    },
 }
 RATE_LIMIT = {
     # The limiter's Redis (a separate one is possible; the broker's by default).
@@ -394,6 +400,28 @@ WHATSAPP_API_URL = os.environ.get("WHATSAPP_API_URL", "https://graph.facebook.co
 WHATSAPP_TIMEOUT_S = env_float("WHATSAPP_TIMEOUT_S", 10.0)
 # The customer-service window a user's message opens (Meta: 24 h).
 WHATSAPP_WINDOW_S = env_float("WHATSAPP_WINDOW_S", 24 * 3600.0)
+# E-mail (notifications/channels/email.py). EMAIL_URL wins over the EMAIL_*
+# variables; the default is the local capture server `make run` starts
+# (python -m sandbox.smtp), so a laptop never mails the world by accident.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+if os.environ.get("EMAIL_URL"):
+    try:
+        globals().update(_email_url.parse(os.environ["EMAIL_URL"]))
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+# Every SMTP wait (connect, each reply) is bounded: a server that accepts and
+# never answers must not hold a worker thread forever.
+if not 0 < EMAIL_TIMEOUT <= 300:
+    raise ImproperlyConfigured(f"EMAIL_TIMEOUT={EMAIL_TIMEOUT!r}: use a number of seconds between 0 and 300.")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL (implicit TLS) exclude each other.")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "CMMS <cmms@localhost>")
 
 # Phone numbers typed without a country code (SMS, WhatsApp) are read in this
 # region (ISO 3166 code) and stored in E.164.

@@ -17,4 +17,5 @@ urlpatterns = [
     path("sms/twilio/inbound/", sms_webhooks.inbound_message, name="sms-twilio-inbound"),
     path("whatsapp/webhook/", whatsapp_webhook.webhook, name="whatsapp-webhook"),
     path("telegram/webhook/", telegram_webhook, name="telegram-webhook"),
+    path("notifications/", include("notifications.urls")),
 ]

@@ -12,6 +12,8 @@ What it does, in order:
    sandbox``), and TELEGRAM_API_URL/TELEGRAM_BOT_TOKEN pointing at it. With a
    real token, the real Bot API. Without TWILIO_ACCOUNT_SID: the Twilio sandbox
    (``python -m sandbox.twilio``), TWILIO_* and SITE_URL pointing at it and back.
+   Without EMAIL_URL: the local SMTP capture server (``python -m sandbox.smtp``,
+   SMTP_PORT 1025, its page on MAIL_PAGE_PORT 8025) and EMAIL_URL pointing at it.
 4. Django ``runserver``, one Celery worker consuming every queue, celery beat
    with the DatabaseScheduler, and Flower.
 
@@ -562,6 +564,13 @@ class Supervisor:
                 "--webhook-url", f"http://{HOST}:{a.web_port}/whatsapp/webhook/"], env, ready_url=f"{wa_url}/")]
             if not self.wait_ready(whatsapp):
                 return None
+        if not os.environ.get("EMAIL_URL"):  # the local SMTP capture server and its page (sandbox/smtp.py)
+            smtp_port, page_port = env_int("SMTP_PORT", 1025), env_int("MAIL_PAGE_PORT", 8025)
+            env["EMAIL_URL"], self.mail_page = f"smtp://{HOST}:{smtp_port}", f"http://{HOST}:{page_port}/"
+            if not self.wait_ready([self.start_child("smtp", [py, "-m", "sandbox.smtp", "--port", smtp_port,
+                                                              "--page-port", page_port], env,
+                                                     ready_url=f"{self.mail_page}api/health")]):
+                return None
 
         web_url = f"http://{HOST}:{a.web_port}"
         flower_url = f"http://{HOST}:{a.flower_port}"
@@ -622,6 +631,8 @@ class Supervisor:
             out.append(f"  SMS phones      http://{HOST}:{self.args.twilio_port}/   (local Twilio sandbox)")
         if not os.environ.get("WHATSAPP_ACCESS_TOKEN"):
             out.append(f"  WhatsApp chat   http://{HOST}:{self.args.whatsapp_port}/   (local WhatsApp sandbox)")
+        if getattr(self, "mail_page", None):
+            out.append(f"  Captured mail   {self.mail_page}   (local SMTP server: EMAIL_URL is not set)")
         if not self.args.no_flower:
             out.append(f"  Flower          {info['flower']}/")
         out.append(f"  Redis           {self.redis_note}")

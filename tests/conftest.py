@@ -69,6 +69,30 @@ def whatsapp_sandbox():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def smtp_sandbox():
+    from sandbox.smtp import SmtpSandbox
+
+    server = SmtpSandbox(page_port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_sandbox, settings):
+    """The session's SMTP capture server, emptied, and this process's
+    e-mail settings pointed at it."""
+    smtp_sandbox.reset()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_sandbox.host, smtp_sandbox.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    from workers import channels
+
+    channels.reset()
+    yield smtp_sandbox
+    channels.reset()
+
+
 @pytest.fixture
 def sandbox(telegram_sandbox, settings):
     """The session's sandbox, emptied and with default config, and this
@@ -132,9 +156,11 @@ def worker_env(redis_url, sandbox_url, **extra):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_sandbox, whatsapp_sandbox):
+def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_sandbox, whatsapp_sandbox,
+                  smtp_sandbox):
     """One real worker for the session, consuming every queue."""
-    env = worker_env(redis_server.url, telegram_sandbox.url, **whatsapp_env(whatsapp_sandbox))
+    env = worker_env(redis_server.url, telegram_sandbox.url, **whatsapp_env(whatsapp_sandbox),
+                     EMAIL_URL=smtp_sandbox.url, EMAIL_TIMEOUT=2)
     worker = Worker(env, concurrency=8).start()
     yield worker
     worker.stop()

@@ -205,7 +205,7 @@ def test_redis_restarted_with_its_scripts_flushed_still_works(limiter, telegram_
 def test_a_channel_without_limits_never_needs_redis(limiter, settings):
     settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     limiter.reset()
-    assert limiter.acquire("EMAIL", "a@example.com", "acct") == 0
+    assert limiter.acquire("IN_APP", "42", "acct") == 0
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,9 @@ def deliver(message_id):
         outgoing = channels.prepare(log, outgoing_message(log))
     except SkipDelivery as exc:
         return record_skipped(log, str(exc))
+    except Exception as exc:  # e.g. a PDF that cannot be built: retried, the reason on the row
+        logger.exception("Could not prepare message %s", log.pk)
+        return record_failure(log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
     address = log.recipient
     for _migration in range(MAX_MIGRATIONS + 1):
         try:

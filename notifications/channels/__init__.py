@@ -1,3 +1,3 @@
-from .base import Channel, ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage, SkipDelivery
+from .base import Attachment, Channel, ChannelError, ChatMigrated, ConfigurationError, OutgoingMessage, SkipDelivery
 
-__all__ = ["Channel", "ChannelError", "ChatMigrated", "ConfigurationError", "OutgoingMessage", "SkipDelivery"]
+__all__ = ["Attachment", "Channel", "ChannelError", "ChatMigrated", "ConfigurationError", "OutgoingMessage", "SkipDelivery"]

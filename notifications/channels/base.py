@@ -62,6 +62,13 @@ class SkipDelivery(Exception):
     template). The row becomes SKIPPED with the message as its reason."""
 
 
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mimetype: str = "application/octet-stream"
+
+
 @dataclass
 class OutgoingMessage:
     title: str
@@ -75,6 +82,11 @@ class OutgoingMessage:
     message_type: str = ""
     # Filled by a channel's prepare hook (e.g. WhatsApp: text or template).
     extras: dict = field(default_factory=dict)
+    # What a channel's prepare() hook gathered in the worker before the send
+    # (the adapter itself reads no database): files to attach (a work order's
+    # PDF), and facts for its templates (message type, an unsubscribe link).
+    attachments: list = field(default_factory=list)
+    context: dict = field(default_factory=dict)
 
 
 class Channel:

@@ -21,6 +21,7 @@ from .base import Channel, OutgoingMessage
 CHANNEL_MODULES = [
     "notifications.channels.telegram",
     "notifications.channels.sms",
+    "notifications.channels.email",
     "notifications.channels.in_app",
     "notifications.channels.whatsapp",
 ]

@@ -83,6 +83,8 @@ class Command(BaseCommand):
                 )
             UserChannelPreference.objects.get_or_create(  # the WhatsApp sandbox's phones: +569 + chat id + 00
                 user=user, channel_type=ChannelType.WHATSAPP, defaults={"channel_user_id": f"+569{chat_id}00"})
+            UserChannelPreference.objects.get_or_create(  # make run captures it at the local SMTP server's page
+                user=user, channel_type=ChannelType.EMAIL, defaults={"channel_user_id": user.email})
         # The template the WhatsApp sandbox has "approved" (sandbox/whatsapp.py).
         WhatsAppTemplate.objects.get_or_create(message_type="work_order_assigned", defaults={
             "name": "cmms_orden_asignada", "language": "es", "quick_reply_buttons": 2,
