@@ -77,7 +77,8 @@ def test_a_451_is_retried_and_then_delivered_once(e2e, smtp):
     [log] = email_logs()
     wait_until_sent([log], timeout=40)
     log.refresh_from_db()
-    assert log.attempts == 2 and "451 4.7.1 Greylisted" in log.last_error
+    # Two attempts; the server saw the 451; a SENT row keeps no stale error.
+    assert (log.attempts, log.last_error) == (2, "")
     assert len(smtp.messages(to="ana@faena.cl")) == 1 and smtp.stats()["refused"] == {"451": 1}
 
 
