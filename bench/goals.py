@@ -33,6 +33,7 @@ SCENARIO_KEYS = {
     "db_outage": ("db_outage_recovery_s", "db_outage_republish_s"),
     "email": ("email_msgs_per_s", "smtplib_msgs_per_s", "email_over_smtplib", "email_pdf_msgs_per_s",
               "email_pdf_over_smtplib", "pdf_build_ms"),
+    "escalation": ("escalation_scan_ms", "escalation_scan_growth", "escalation_run_50_due_ms"),
 }
 
 GOALS = {
@@ -54,6 +55,8 @@ GOALS = {
     "kill9_recovery_s": Goal("<=", 20),
     "db_outage_recovery_s": Goal("<=", 15),
     "email_over_smtplib": Goal(">=", 0.5),
+    # The step scanner's query at 100,000 pending steps against 1,000: bounded.
+    "escalation_scan_growth": Goal("<=", 2.0),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -73,6 +76,7 @@ SIZES = {
         "bot_samples": 4,
         "recovery_messages": 120,
         "email_messages": 10, "email_rounds": 1, "pdf_builds": 2,
+        "escalation_pending_sizes": [1000, 3000],
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -87,5 +91,6 @@ SIZES = {
         "bot_samples": 100,
         "recovery_messages": 600,
         "email_messages": 500, "email_rounds": 3, "pdf_builds": 100,
+        "escalation_pending_sizes": [1000, 10_000, 100_000],
     },
 }

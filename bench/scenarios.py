@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 
+from .escalation_scan import escalation_scan
 from .harness import cpu_seconds, median, percentile, rss_mb
 from .whatsapp import whatsapp
 
@@ -436,7 +437,6 @@ def dashboard(bench):
         "stats_backfill_s": backfill_s,
         "stats_rollup_ms": rollup_ms,
     }
-
 
 # -- 8. SMS ---------------------------------------------------------------------
 def sms(bench):
@@ -876,4 +876,5 @@ SCENARIOS = {
     "kill9": kill9,
     "db_outage": db_outage,
     "email": email,
+    "escalation": escalation_scan,
 }

@@ -5,6 +5,7 @@ from django.db.models import Count, Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .escalation_admin import escalation_steps_field, timeline_field, work_order_urls
 from .models import (
     OPEN_STATUSES,
     Asset,
@@ -110,15 +111,28 @@ class WorkOrderAdmin(admin.ModelAdmin):
     autocomplete_fields = ("asset", "assignee", "maintenance_plan")
     date_hierarchy = "created_at"
     readonly_fields = ("number", "status", "source", "failure_mode", "risk_level", "rejection_reason", "created_at",
-                       "assigned_at", "accepted_at", "started_at", "closed_at", "last_alert_at")
+                       "assigned_at", "accepted_at", "started_at", "closed_at", "last_alert_at", "escalation_steps", "timeline")
     fieldsets = (
         (None, {"fields": ("number", "asset", "title", "description", "priority", "due_at")}),
         (_("Assignment"), {"fields": ("status", "assignee", "rejection_reason")}),
         (_("Origin"), {"fields": ("source", "failure_mode", "risk_level", "maintenance_plan", "last_alert_at")}),
         (_("History"), {"fields": ("created_at", "assigned_at", "accepted_at", "started_at", "closed_at")}),
+        (_("Escalation"), {"fields": ("escalation_steps",)}),
+        (_("Timeline"), {"classes": ("collapse",), "fields": ("timeline",)}),
     )
     inlines = [PredictionInline]
     actions = ["complete", "cancel"]
+
+    @admin.display(description=_("escalation steps"))
+    def escalation_steps(self, obj):
+        return escalation_steps_field(obj)
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj):
+        return timeline_field(obj)
+
+    def get_urls(self):
+        return work_order_urls(self) + super().get_urls()
 
     def save_model(self, request, obj, form, change):
         """An assignee chosen here goes through WorkOrder.assign(), so the

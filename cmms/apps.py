@@ -7,9 +7,9 @@ class CmmsConfig(AppConfig):
     verbose_name = _("Maintenance")
 
     def ready(self):
-        from notifications import inbound, sms_inbound
+        from notifications import holds, inbound, sms_inbound
 
-        from . import sms_commands, telegram_bot, whatsapp
+        from . import escalation, shifts, sms_commands, telegram_bot, whatsapp  # noqa: F401 - escalation: message types
 
         sms_inbound.register_command(sms_commands.handle)
         whatsapp.register()
@@ -20,3 +20,4 @@ class CmmsConfig(AppConfig):
         from . import work_order_pdf
 
         documents.register("work_order", work_order_pdf.attachment)
+        holds.register(shifts.held_until)

@@ -222,23 +222,29 @@ class WorkOrder(models.Model):
                 _("A work order cannot go from %(from)s to %(to)s.") % {
                     "from": WorkOrderStatus(self.status).label, "to": WorkOrderStatus(target).label}
             )
+        from . import escalation
+
         now = timezone.now()
         updates = {"status": target, "updated_at": now, **fields}
-        won = WorkOrder.objects.filter(pk=self.pk, status=self.status).update(**updates)
-        if not won:
-            raise InvalidTransition(_("The work order changed meanwhile; reload it and try again."))
-        for name, value in updates.items():
-            setattr(self, name, value)
-        computed = [name for name, value in updates.items() if isinstance(value, Combinable)]
-        if computed:
-            self.refresh_from_db(fields=computed)
+        with transaction.atomic():
+            won = WorkOrder.objects.filter(pk=self.pk, status=self.status).update(**updates)
+            if not won:
+                raise InvalidTransition(_("The work order changed meanwhile; reload it and try again."))
+            for name, value in updates.items():
+                setattr(self, name, value)
+            computed = [name for name, value in updates.items() if isinstance(value, Combinable)]
+            if computed:
+                self.refresh_from_db(fields=computed)
+            if target in escalation.ENDING:
+                # Same transaction as the move: no step runs after it commits.
+                escalation.stop(self, target, by=fields.get("decided_by"), now=now)
 
     def assign(self, user, *, notify=True):
         """Assign (or reassign) to ``user``. The new assignee is notified on
         their channels with accept/reject buttons, and a previous assignee is
         told the order left them; messages leave after the commit. Returns
         False when ``user`` already holds the order."""
-        from . import work_orders
+        from . import escalation, work_orders
 
         if user is None or not user.is_active:
             raise InvalidTransition(_("Work orders can only be assigned to an active user."))
@@ -252,6 +258,7 @@ class WorkOrder(models.Model):
             )
             if notify:
                 work_orders.notify_assignment(self, previous=previous)
+            escalation.start(self, now=self.assigned_at)
         return True
 
     def accept(self):
@@ -411,3 +418,20 @@ class MLClient(models.Model):
 
         token, self.token_prefix, self.token_hash = new_token()
         return token
+
+
+# Escalation and shifts live in their own module; imported here so Django finds them.
+from .escalation_models import (  # noqa: E402,F401
+    Broadcast,
+    BroadcastRecipient,
+    Escalation,
+    EscalationPolicy,
+    EscalationPolicyStep,
+    EscalationStatus,
+    EscalationStep,
+    ShiftPattern,
+    ShiftWindow,
+    StepAction,
+    StepStatus,
+    Weekday,
+)

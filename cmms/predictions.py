@@ -273,6 +273,12 @@ def send_alert(order, prediction, previous_risk=None, repeated=False):
     WorkOrder.objects.filter(pk=order.pk).update(alert_seq=F("alert_seq") + 1, last_alert_at=timezone.now())
     order.refresh_from_db(fields=["alert_seq", "last_alert_at", "status", "assignee"])
     holder = order.assignee if order.status in HELD_STATUSES else None
+    if order.status == WorkOrderStatus.ASSIGNED:
+        # A new alert on an order whose escalation ran out starts it again
+        # (a no-op while one is running).
+        from . import escalation
+
+        escalation.start(order)
     recipients = [holder] if holder else supervisors_for(order.asset)
     if not recipients:
         logger.warning("No operator or supervisor to alert about %s (%s).", order.number, order.asset.code)

@@ -340,6 +340,37 @@ CMMS = {
     "ML_API_MAX_BATCH": env_int("CMMS_ML_API_MAX_BATCH", 500),
 }
 
+# --- Escalation (cmms/escalation.py, cmms/shifts.py, notifications/failover.py) --
+# Default waits of the shipped policies, per priority and step action, in
+# seconds (a step with no wait of its own uses these). ESCALATION_STEP_WAIT_S
+# sets every one of them at once (a demo or a test makes them seconds).
+_STEP_WAIT_S = os.environ.get("ESCALATION_STEP_WAIT_S", "").strip()
+
+
+def _waits(**waits):
+    return {action: float(_STEP_WAIT_S) if _STEP_WAIT_S else float(s) for action, s in waits.items()}
+
+
+ESCALATION = {
+    "DEFAULT_WAIT_S": {
+        "critical": _waits(NOTIFY_ASSIGNEE=600, NOTIFY_SUPERVISORS=600, REASSIGN=1200),
+        "high": _waits(NOTIFY_ASSIGNEE=1800, NOTIFY_SUPERVISORS=1800, REASSIGN=3600),
+    },
+    # Steps one scan runs at most (the rest wait for the next scan).
+    "SCAN_BATCH": env_int("ESCALATION_SCAN_BATCH", 200),
+    # Failover of high and critical messages: a channel listed here must
+    # confirm delivery (DELIVERED or READ) within this many seconds, else the
+    # message goes out on the user's next channel. Channels not listed (Telegram,
+    # whose bots get no delivery receipts; the in-app inbox) count SENT as
+    # confirmed; a permanent failure fails over on every channel.
+    "FAILOVER_CONFIRM_S": {
+        "SMS": env_float("ESCALATION_FAILOVER_CONFIRM_SMS_S", 120.0),
+        "WHATSAPP": env_float("ESCALATION_FAILOVER_CONFIRM_WHATSAPP_S", 120.0),
+    },
+    # Rows older than this are not failed over any more (a late receipt for last week).
+    "FAILOVER_MAX_AGE_S": env_float("ESCALATION_FAILOVER_MAX_AGE_S", 6 * 3600.0),
+}
+
 # --- Channels -----------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 # Where TELEGRAM_BOT_TOKEN came from, for `setup_telegram_bot`'s status:

@@ -31,3 +31,27 @@ def edit_offer_messages(work_order_id, seq, attempt):
         return "gone"
     with messages.default_language():
         return telegram_bot.update_offer_messages(order, seq, attempt=attempt)
+
+
+@shared_task(name="cmms.run_escalation_steps")
+def run_escalation_steps():
+    """Run the escalation steps that came due (beat, every few seconds)."""
+    from . import escalation
+
+    return escalation.run_due_steps()
+
+
+@shared_task(name="cmms.release_held_messages")
+def release_held_messages():
+    """Send what waited for people's shifts: alone, or as one digest per user and channel."""
+    from . import shifts
+
+    return shifts.release_held_messages()
+
+
+@shared_task(name="cmms.run_channel_failover")
+def run_channel_failover():
+    """Send high and critical messages again on the next channel when one failed or was not confirmed."""
+    from notifications import failover
+
+    return failover.run()

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 
-from . import dispatch, message_types
+from . import dispatch, holds, message_types
 from .channels import registry
 from .channels.telegram import MAX_CALLBACK_DATA_BYTES
 from .exceptions import RoutingError
@@ -81,12 +81,17 @@ class MessageRouter:
         idempotency_key=None,
         link="",
         context=None,
+        channels=None,
     ):
         """Queue a message for one user on each of their enabled channels.
 
         ``context``: the message's fields by name (``{"number": "OT-00042",
         "asset": "Camión 001"}``), kept in the payload for channels that send
         structured messages (WhatsApp templates take their parameters from it).
+
+        ``channels`` (a list of channel types) sends only on those, and on
+        them whatever their minimum priority or "only for failover" setting
+        (an escalation step that asks for SMS gets SMS).
 
         Returns a RoutingResult, e.g. ``{'TELEGRAM': True}`` (True = accepted
         and queued). Raises RoutingError for invalid input, writing nothing.
@@ -100,24 +105,29 @@ class MessageRouter:
             clean_text(link or "", "link"),
         )
         idempotency_key = self._clean_key(idempotency_key)
-        prefs = list(UserChannelPreference.objects.filter(user=user, is_enabled=True))
+        prefs = UserChannelPreference.objects.filter(user=user, is_enabled=True)
+        if channels is not None:
+            spec["channels"] = {str(c) for c in channels}
+            prefs = prefs.filter(channel_type__in=spec["channels"])
+        prefs = list(prefs)
         if not prefs and not get_user_model().objects.filter(pk=user.pk).exists():
             raise RoutingError(_("User %(pk)r does not exist (deleted?).") % {"pk": user.pk})
-        plan = self._plan(user, prefs, spec, self._enabled_channels())
+        held = holds.held_until([user.pk], spec["priority"], timezone.now())
+        plan = self._plan(user, prefs, spec, self._enabled_channels(), held.get(user.pk))
         if not user.is_active:
             # The seed: only active (authenticated) users receive notifications.
             # Recorded, not raised, so the producer's call stands and the
             # operator reads why in MessageLog (broadcasts leave them out).
             reason = _("User %(username)s is inactive: only active users receive notifications.") % {
                 "username": user.get_username()}
-            plan = [(pref, MessageStatus.SKIPPED, reason, *rest) for pref, _status, _reason, *rest in plan]
+            plan = [(pref, MessageStatus.SKIPPED, reason, address, None) for pref, _s, _r, address, _h in plan]
         common = self._common_fields(spec, related_object_type, related_object_id, idempotency_key, link)
         if context:
             common["payload"]["context"] = {str(k): "" if v is None else str(v) for k, v in dict(context).items()}
         result = RoutingResult()
         rows = self._write(plan, common)
         for row in rows:
-            result[row.channel_type] = row.status in (MessageStatus.QUEUED, MessageStatus.SENT)
+            result[row.channel_type] = row.status in (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.HELD)
             result.message_ids[row.channel_type] = row.pk
         return result
 
@@ -164,12 +174,13 @@ class MessageRouter:
         ).order_by():
             prefs_by_user.setdefault(pref.user_id, []).append(pref)
         enabled = self._enabled_channels()
+        held = holds.held_until(users, spec["priority"], timezone.now())
         plan = []
         success = 0
         for user_id in users:
-            user_plan = self._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled)
+            user_plan = self._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled, held.get(user_id))
             plan.extend(user_plan)
-            if any(status != MessageStatus.SKIPPED for _pref, status, _reason, _address in user_plan):
+            if any(status != MessageStatus.SKIPPED for _pref, status, *_rest in user_plan):
                 success += 1
         common = self._common_fields(spec, "", "", idempotency_key, "")
         self._write(plan, common)
@@ -233,16 +244,18 @@ class MessageRouter:
         # No row yet means the channel was never switched off.
         return {c for c in registry.channel_types() if configs.get(c, True)}
 
-    def _plan(self, user, prefs, spec, enabled_channels):
-        """[(pref, status, reason, address)] for one user; opted-out channels
-        are left out. ``address`` is normalized by the channel when valid."""
+    def _plan(self, user, prefs, spec, enabled_channels, held_until=None):
+        """[(pref, status, reason, address, next_attempt_at)] for one user;
+        opted-out channels are left out. ``address`` is normalized by the
+        channel when valid. ``held_until``: the user is off shift (HELD)."""
         mtype, rank = spec["type"], PRIORITY_RANK[spec["priority"]]
+        named = spec.get("channels")
         plan = []
         now = timezone.now()
         for pref in prefs:
             if not getattr(pref, mtype.preference_flag):
                 continue
-            if rank < PRIORITY_RANK[pref.min_priority]:
+            if named is None and (pref.failover_only or rank < PRIORITY_RANK[pref.min_priority]):
                 continue
             # Muted (the bot's /silencio): left out like an opt-out; critical still goes.
             if pref.muted_until and pref.muted_until > now and spec["priority"] != Priority.CRITICAL:
@@ -259,15 +272,17 @@ class MessageRouter:
                 status, reason = MessageStatus.SKIPPED, _("The recipient opted out (STOP) on %(date)s.") % {
                     "date": timezone.localtime(pref.opted_out_at).strftime("%d/%m/%Y %H:%M")}
             else:
-                spec = registry.get(pref.channel_type)
+                channel_spec = registry.get(pref.channel_type)
                 try:
-                    address = spec.normalize_address(pref.channel_user_id)
+                    address = channel_spec.normalize_address(pref.channel_user_id)
                 except registry.InvalidAddress as exc:
                     status, reason = MessageStatus.SKIPPED, str(exc)
                 else:
-                    if spec.delivered_on_write:
+                    if channel_spec.delivered_on_write:
                         status = MessageStatus.SENT
-            plan.append((pref, status, reason, address))
+                    elif held_until is not None:
+                        status = MessageStatus.HELD
+            plan.append((pref, status, reason, address, held_until if status == MessageStatus.HELD else None))
         return plan
 
     def _common_fields(self, spec, related_object_type, related_object_id, idempotency_key, link):
@@ -302,11 +317,11 @@ class MessageRouter:
                 last_error=reason,
                 created_at=now,
                 updated_at=now,
-                next_attempt_at=now,
+                next_attempt_at=hold or now,
                 sent_at=now if status == MessageStatus.SENT else None,
                 **common,
             )
-            for pref, status, reason, address in plan
+            for pref, status, reason, address, hold in plan
         ]
         with transaction.atomic():
             if common["idempotency_key"]:

@@ -84,6 +84,17 @@ class UserChannelPreference(models.Model):
     )
     # Set by the worker on a permanent provider error (bot blocked, chat not
     # found): routing skips the address until someone fixes it.
+    # Failover for high and critical messages (notifications.failover): when a
+    # message on another channel fails or is not confirmed in time, it goes
+    # out again on the user's channel with the lowest rank not tried yet.
+    failover_rank = models.PositiveSmallIntegerField(
+        _("failover order"), null=True, blank=True,
+        help_text=_("1 = first backup channel. Empty: not used for failover."),
+    )
+    failover_only = models.BooleanField(
+        _("only for failover"), default=False,
+        help_text=_("Used only when a message on another channel failed or was not confirmed."),
+    )
     is_reachable = models.BooleanField(_("reachable"), default=True)
     unreachable_reason = models.CharField(_("unreachable reason"), max_length=255, blank=True)
     unreachable_since = models.DateTimeField(_("unreachable since"), null=True, blank=True)
@@ -164,6 +175,9 @@ class MessageStatus(models.TextChoices):
     FAILED = "FAILED", _("Failed")
     UNDELIVERED = "UNDELIVERED", _("Undelivered")
     SKIPPED = "SKIPPED", _("Skipped")
+    # Waiting for the recipient's shift (quiet hours, /silencio) until
+    # next_attempt_at; then it goes out alone or inside a digest.
+    HELD = "HELD", _("Held (off shift)")
 
 
 class MessageLog(models.Model):
@@ -216,6 +230,13 @@ class MessageLog(models.Model):
     read_at = models.DateTimeField(_("read"), null=True, blank=True)
     failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+    # The chain an operator follows: this row re-sends ``failover_of`` on the
+    # next channel; a held row went out inside ``digest``.
+    failover_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="failovers", verbose_name=_("failover of"))
+    failover_checked_at = models.DateTimeField(_("failover checked"), null=True, blank=True, editable=False)
+    digest = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="digested", verbose_name=_("sent in digest"))
 
     class Meta:
         verbose_name = _("message log")
@@ -232,6 +253,10 @@ class MessageLog(models.Model):
             models.Index(fields=["status", "failed_at"], name="msglog_status_failed"),
             # Delivery receipts name the provider's message id.
             models.Index(fields=["channel_type", "provider_message_id"], name="msglog_provider_id"),
+            # Failover and the quiet-hours release scan only what is still undecided.
+            models.Index(fields=["created_at"], condition=Q(failover_checked_at__isnull=True, priority__in=["high", "critical"]),
+                         name="msglog_failover_pending"),
+            models.Index(fields=["next_attempt_at"], condition=Q(status="HELD"), name="msglog_held_due"),
         ]
         constraints = [
             models.UniqueConstraint(

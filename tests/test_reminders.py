@@ -147,7 +147,8 @@ def test_closed_orders_are_not_reminded(supervisor):
 
 
 def test_default_schedules_are_installed_for_the_default_queue():
-    schedules = {t.name: t for t in PeriodicTask.objects.filter(task__startswith="cmms.")}
+    reminder_tasks = ("cmms.send_preventive_reminders", "cmms.send_overdue_reminders")
+    schedules = {t.name: t for t in PeriodicTask.objects.filter(task__in=reminder_tasks)}
     assert set(schedules) == {"preventive-maintenance-reminders", "overdue-work-order-reminders"}
     assert {t.task for t in schedules.values()} == {"cmms.send_preventive_reminders", "cmms.send_overdue_reminders"}
     assert all(t.queue == "default" and t.enabled and t.crontab for t in schedules.values())

@@ -191,3 +191,20 @@ class TelegramPoller:
         finally:
             if getattr(self, "_log", None):
                 self._log.close()
+
+
+class Beat(Worker):
+    """``celery -A celery_app beat`` with the database scheduler, as a
+    subprocess in its own process group (``kill()`` takes it down hard)."""
+
+    def __init__(self, env, max_interval=1):
+        super().__init__(env)
+        self.args = [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "-l", "info",
+                     "-S", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=",
+                     "--max-interval", str(max_interval)]
+        self.log_path = Path(tempfile.mkstemp(prefix="cmms-beat-", suffix=".log")[1])
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"beat exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return "beat: Starting..." in self.log()
