@@ -27,6 +27,9 @@ def parse_args(argv):
                         help="run the Telegram sandbox as its own process (default) or as a thread of this one")
     parser.add_argument("--pool", default="threads", help="Celery worker pool (-P)")
     parser.add_argument("--concurrency", type=int, default=32, help="Celery worker concurrency (-c)")
+    parser.add_argument("--inbox-clients", type=int,
+                        help="WebSocket clients connected to the one ASGI process in the inbox scenario "
+                             "(default: the size's, 1000 for full)")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the workers into DIR")
     parser.add_argument("--profile-mode", choices=("wall", "gil"), default="wall",
                         help="wall: every thread, waiting included; gil: only the thread holding the GIL (CPU)")
@@ -56,7 +59,10 @@ def main(argv=None):
     results, errors, durations = {}, {}, {}
     options = {"sandbox": args.sandbox, "pool": args.pool, "concurrency": args.concurrency,
                "profile_dir": args.profile, "profile_mode": args.profile_mode}
-    with Bench(args.size, SIZES[args.size], log=lambda line: print(line, flush=True), **options) as bench:
+    params = dict(SIZES[args.size])
+    if args.inbox_clients:
+        params["inbox_clients"] = args.inbox_clients
+    with Bench(args.size, params, log=lambda line: print(line, flush=True), **options) as bench:
         machine = report.machine_info(bench)
         for name in args.scenarios:
             started = time.monotonic()

@@ -34,6 +34,7 @@ SCENARIO_KEYS = {
     "email": ("email_msgs_per_s", "smtplib_msgs_per_s", "email_over_smtplib", "email_pdf_msgs_per_s",
               "email_pdf_over_smtplib", "pdf_build_ms"),
     "escalation": ("escalation_scan_ms", "escalation_scan_growth", "escalation_run_50_due_ms"),
+    "inbox": ("inbox_push_p50_ms", "inbox_push_p99_ms", "inbox_clients", "inbox_page_many_over_few"),
 }
 
 GOALS = {
@@ -57,6 +58,8 @@ GOALS = {
     "email_over_smtplib": Goal(">=", 0.5),
     # The step scanner's query at 100,000 pending steps against 1,000: bounded.
     "escalation_scan_growth": Goal("<=", 2.0),
+    # "within a second of its delivery task finishing", with 1,000 clients on one process.
+    "inbox_push_p99_ms": Goal("<=", 1000),
 }
 
 # Problem sizes. "tiny" only proves the harness runs (tests/test_bench_smoke.py).
@@ -77,6 +80,7 @@ SIZES = {
         "recovery_messages": 120,
         "email_messages": 10, "email_rounds": 1, "pdf_builds": 2,
         "escalation_pending_sizes": [1000, 3000],
+        "inbox_clients": 10, "inbox_samples": 10, "inbox_page_rows": 500,
     },
     "full": {
         "producer_calls": 600, "warmup": 20,
@@ -92,5 +96,6 @@ SIZES = {
         "recovery_messages": 600,
         "email_messages": 500, "email_rounds": 3, "pdf_builds": 100,
         "escalation_pending_sizes": [1000, 10_000, 100_000],
+        "inbox_clients": 1000, "inbox_samples": 300, "inbox_page_rows": 10_000,
     },
 }

@@ -862,6 +862,228 @@ def email(bench):
     }
 
 
+
+# -- 11. in-app push over WebSocket -------------------------------------------
+def _inbox_users(n):
+    """``n`` users with only an IN_APP preference and a session each, role
+    ADMIN; the scenario deletes them at its end (``_drop_inbox_users``), so
+    the SMS scenario's ADMIN population never includes them."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from notifications.models import ChannelType, UserChannelPreference
+
+    User = get_user_model()
+    have = User.objects.filter(username__startswith="bench-inbox-").count()
+    User.objects.bulk_create([User(username=f"bench-inbox-{i}", role="ADMIN", password="!", is_active=True)
+                              for i in range(have, n)], batch_size=2000)
+    users = list(User.objects.filter(username__startswith="bench-inbox-").order_by("pk")[:n])
+    UserChannelPreference.objects.bulk_create(
+        [UserChannelPreference(user=u, channel_type=ChannelType.IN_APP) for u in users], ignore_conflicts=True)
+    sessions = []
+    for user in users:
+        store = SessionStore()
+        store.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                      HASH_SESSION_KEY: user.get_session_auth_hash()})
+        store.create()
+        sessions.append(store.session_key)
+    return users, sessions
+
+
+def _drop_inbox_users(sessions):
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+
+    get_user_model().objects.filter(username__startswith="bench-inbox-").delete()
+    Session.objects.filter(session_key__in=sessions).delete()
+
+
+class _InboxClients:
+    """N WebSocket clients on one event loop in a thread of this process, each
+    logged in as its own user; records when each push arrives."""
+
+    def __init__(self, url, origin, sessions):
+        self.url, self.origin, self.sessions = url, origin, sessions
+        self.received = {}  # message_id -> (arrived at, the event)
+        self.direct = {}  # a direct push's tag -> (arrived at, the event)
+        self.arrived = threading.Condition()
+        self.connected = 0
+        self.errors = []
+        self.loop = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="inbox-clients", daemon=True)
+
+    def start(self, timeout):
+        self.thread.start()
+        if not self.ready.wait(timeout):
+            raise RuntimeError(f"inbox: only {self.connected} of {len(self.sessions)} clients connected")
+        if self.errors:
+            raise RuntimeError(f"inbox: {len(self.errors)} clients failed to connect, first: {self.errors[0]}")
+        return self
+
+    def _run(self):
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self):
+        import asyncio
+
+        self.stop_event = asyncio.Event()
+        sockets = []
+        for start in range(0, len(self.sessions), 50):  # connect in waves, as pages would
+            batch = self.sessions[start : start + 50]
+            sockets += await asyncio.gather(*(self._connect(key) for key in batch))
+        self.ready.set()
+        readers = [asyncio.ensure_future(self._read(ws)) for ws in sockets if ws is not None]
+        await self.stop_event.wait()
+        for ws in sockets:
+            if ws is not None:
+                await ws.close()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _connect(self, session_key):
+        from websockets.asyncio.client import connect
+
+        try:
+            ws = await connect(self.url, origin=self.origin, additional_headers={"Cookie": f"sessionid={session_key}"},
+                               open_timeout=60, ping_interval=None, max_queue=64)
+        except Exception as exc:  # noqa: BLE001 - reported by start()
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return None
+        self.connected += 1
+        return ws
+
+    async def _read(self, ws):
+        import json
+
+        async for raw in ws:
+            now = time.time()
+            event = json.loads(raw)
+            if event.get("type") != "new":
+                continue
+            with self.arrived:
+                if event.get("message_id") is not None:
+                    self.received[event["message_id"]] = (now, event)
+                else:
+                    self.direct[event.get("priority")] = (now, event)
+                self.arrived.notify_all()
+
+    def wait(self, table, key, timeout=30):
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: key in table, timeout):
+                raise RuntimeError(f"inbox: push {key} never reached its client")
+            return table[key]
+
+    def stop(self):
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+            self.thread.join(30)
+
+
+def inbox(bench):
+    """Push latency from the in-app delivery task to a WebSocket client with
+    N clients connected to one ASGI process (uvicorn), each logged in as its
+    own user: the task stamps ``pushed_at`` just before group_send, the client
+    stamps arrival (one machine, one clock). Also from the producer's call.
+    Baseline: the same group_send made directly from this process."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    from notifications import inbox as inbox_push
+    from notifications.message_router import MessageRouter
+    from tests.support.asgi import AsgiServer
+
+    n, samples = bench.params["inbox_clients"], bench.params["inbox_samples"]
+    bench.fresh()
+    layer = settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [{"address": bench.redis.url}]}}}
+    channel_layers.backends.clear()
+    users, sessions = _inbox_users(n)
+    server = AsgiServer(bench.worker_env()).start()
+    clients = None
+    try:
+        idle_rss = rss_mb(server.pid)
+        clients = _InboxClients(f"{server.ws_url}/ws/inbox/", server.url, sessions).start(timeout=max(60.0, n / 10))
+        time.sleep(1.0)
+        held_rss = rss_mb(server.pid)
+        direct = []
+        for i in range(samples):
+            tag = f"direct-{i}"
+            started = time.time()
+            inbox_push.push(users[i % n].pk, {"type": inbox_push.NEW, "priority": tag, "pushed_at": started})
+            arrived, _event = clients.wait(clients.direct, tag)
+            direct.append((arrived - started) * 1000)
+        router = MessageRouter()
+        task_to_client, producer_to_client = [], []
+        with bench.workers(profile="inbox", queues=["inapp", "default"]):
+            warm = router.send_to_user(users[0], TITLE, "calentamiento").message_ids["IN_APP"]
+            clients.wait(clients.received, warm, timeout=60)
+            for i in range(samples):
+                started = time.time()
+                message_id = router.send_to_user(users[(i * 7919) % n], TITLE, f"muestra {i:05d}",
+                                                 message_type=MESSAGE_TYPE).message_ids["IN_APP"]
+                arrived, event = clients.wait(clients.received, message_id)
+                task_to_client.append((arrived - event["pushed_at"]) * 1000)
+                producer_to_client.append((arrived - started) * 1000)
+                time.sleep(0.01)
+        connected = clients.connected
+        many = bench.params["inbox_page_rows"]
+        page_small, page_many = _inbox_page_times(server, users, sessions, many, samples=max(10, samples // 10))
+    finally:
+        if clients:
+            clients.stop()
+        server.stop()
+        _drop_inbox_users(sessions)
+    return {
+        "inbox_push_p50_ms": median(task_to_client),
+        "inbox_push_p99_ms": percentile(task_to_client, 99),
+        "inbox_e2e_p50_ms": median(producer_to_client),
+        "inbox_e2e_p99_ms": percentile(producer_to_client, 99),
+        "inbox_direct_p50_ms": median(direct),
+        "inbox_direct_p99_ms": percentile(direct, 99),
+        "inbox_push_over_direct": median(task_to_client) / median(direct),
+        "inbox_clients": connected,
+        "inbox_asgi_rss_idle_mb": idle_rss,
+        "inbox_asgi_rss_mb": held_rss,
+        "inbox_asgi_kb_per_client": (held_rss - idle_rss) * 1024 / max(connected, 1),
+        "inbox_page_few_p50_ms": median(page_small),
+        "inbox_page_many_p50_ms": median(page_many),
+        "inbox_page_many_over_few": median(page_many) / median(page_small),
+        "inbox_page_many_rows": many,
+    }
+
+
+def _inbox_page_times(server, users, sessions, many, samples):
+    """GET /inbox/ (alternately the first and a deep page) for a user with 25
+    notifications and for one with ``many`` (10,000 in full), over HTTP from
+    the ASGI server."""
+    import requests
+    from django.utils import timezone
+
+    from notifications.models import InAppNotification
+
+    now = timezone.now()
+    for user, count in ((users[-1], 25), (users[-2], many)):
+        InAppNotification.objects.bulk_create(
+            [InAppNotification(user=user, message_type=MESSAGE_TYPE, title=TITLE, body=BODY, created_at=now)
+             for _ in range(count)], batch_size=2000)
+    times = []
+    for session in (sessions[-1], sessions[-2]):
+        http = requests.Session()
+        http.cookies.set("sessionid", session)
+        taken = []
+        for i in range(samples + 2):
+            started = time.perf_counter()
+            response = http.get(f"{server.url}/inbox/", params={"page": 1 if i % 2 else many // 50}, timeout=30)
+            response.raise_for_status()
+            if i >= 2:  # the first two warm the process up
+                taken.append((time.perf_counter() - started) * 1000)
+        times.append(taken)
+    return times
+
+
 SCENARIOS = {
     "producer": producer,
     "pipeline": pipeline,
@@ -877,4 +1099,5 @@ SCENARIOS = {
     "db_outage": db_outage,
     "email": email,
     "escalation": escalation_scan,
+    "inbox": inbox,
 }

@@ -32,6 +32,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from notifications import inbox
 from notifications.message_router import MessageRouter
 from notifications.models import ChannelType, InAppNotification, UserChannelPreference
 
@@ -329,4 +330,8 @@ def _ensure_in_app(user, result, title, body, order):
         priority=order.priority,
         related_object_type="work_order",
         related_object_id=str(order.pk),
+        link=order.admin_url(),
     )
+    # No delivery task for it: tell the open pages directly (a hint; they
+    # fetch the row, and a lost hint shows on the next refresh).
+    transaction.on_commit(lambda: inbox.push_quietly(user.pk, {"type": inbox.NEW, "priority": order.priority}))

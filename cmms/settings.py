@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "django_celery_results",
     "django_celery_beat",
     "cmms",
@@ -101,6 +102,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "cmms.urls"
 WSGI_APPLICATION = "cmms.wsgi.application"
+# The app is served through ASGI (uvicorn): HTTP and the inbox's WebSocket.
+ASGI_APPLICATION = "cmms.asgi.application"
 AUTH_USER_MODEL = "cmms.User"
 
 TEMPLATES = [
@@ -201,6 +204,36 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Real-time push (Django Channels) ------------------------------------------
+# The channel layer carries pushes from workers to the ASGI processes holding
+# the browsers' WebSockets. Redis by default (the broker's); a push is only a
+# hint, the inbox row is the truth, so losing one loses nothing.
+CHANNEL_LAYER_REDIS_URL = os.environ.get("CHANNEL_LAYER_REDIS_URL", REDIS_URL)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # No socket_timeout here: a consumer's receive blocks on Redis for
+            # seconds by design; pushes are bounded by INBOX["PUSH_TIMEOUT_S"].
+            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL,
+                       "socket_connect_timeout": env_float("CHANNEL_LAYER_CONNECT_TIMEOUT_S", 1.0)}],
+            "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "cmms"),
+            # A browser tab that stops reading (a sleeping laptop) must not
+            # hold many pushes: it fetches what it missed when it wakes up.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 100),
+            "expiry": 60,
+        },
+    },
+}
+INBOX = {
+    # A push (worker -> channel layer) waits at most this long; past it the
+    # delivery is retried like any provider timeout.
+    "PUSH_TIMEOUT_S": env_float("INBOX_PUSH_TIMEOUT_S", 3.0),
+    "PAGE_SIZE": env_int("INBOX_PAGE_SIZE", 25),
+    # Most notifications one "what did I miss" answer carries.
+    "SINCE_LIMIT": env_int("INBOX_SINCE_LIMIT", 100),
+}
 
 # --- Delivery policy (workers/) ----------------------------------------------
 DELIVERY = {
@@ -410,7 +443,7 @@ CHANNEL_DEFAULT_MIN_PRIORITY = {
 
 # --- Dashboard, metrics, retention ----------------------------------------------
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/dashboard/"
+LOGIN_REDIRECT_URL = "after-login"  # the dashboard or the inbox, by role (cmms.views.after_login)
 DASHBOARD_REFRESH_S = env_int("DASHBOARD_REFRESH_S", 5)
 # Beat or a worker not seen running the relay for this long shows as not alive.
 DASHBOARD_ALIVE_WITHIN_S = env_int("DASHBOARD_ALIVE_WITHIN_S", 60)

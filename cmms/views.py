@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
@@ -47,3 +47,10 @@ def dashboard_view(request):
         data[f"{name}_svg"] = mark_safe(charts.stacked_bars(data[name], _labels(data[name]["series"])))
     template = "cmms/dashboard_body.html" if request.GET.get("fragment") else "cmms/dashboard.html"
     return render(request, template, data)
+
+
+@login_required
+def after_login(request):
+    """Where a login without ``?next=`` lands: the dashboard for those who may
+    see it, everyone else their inbox."""
+    return redirect("dashboard" if can_see_dashboard(request.user) else "inbox")

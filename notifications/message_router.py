@@ -20,8 +20,6 @@ from .exceptions import RoutingError
 from .models import (
     PRIORITY_RANK,
     ChannelConfig,
-    ChannelType,
-    InAppNotification,
     MessageLog,
     MessageStatus,
     Priority,
@@ -280,7 +278,7 @@ class MessageRouter:
                 else:
                     if channel_spec.delivered_on_write:
                         status = MessageStatus.SENT
-                    elif held_until is not None:
+                    elif held_until is not None and channel_spec.holdable:
                         status = MessageStatus.HELD
             plan.append((pref, status, reason, address, held_until if status == MessageStatus.HELD else None))
         return plan
@@ -330,10 +328,8 @@ class MessageRouter:
                 MessageLog.objects.bulk_create(rows, batch_size=1000)
                 for row in rows:
                     row._created = True
-            inbox = [self._in_app(row) for row in rows
-                     if row.channel_type == ChannelType.IN_APP and row._created and row.status == MessageStatus.SENT]
-            if inbox:
-                InAppNotification.objects.bulk_create(inbox, batch_size=1000)
+            # A SKIPPED row (an inactive user, a disabled channel) was not delivered: no inbox entry.
+            self._on_write([row for row in rows if row._created and row.status != MessageStatus.SKIPPED])
             queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]
             if queued:
                 transaction.on_commit(lambda: dispatch.publish(queued))
@@ -356,15 +352,12 @@ class MessageRouter:
         return result
 
     @staticmethod
-    def _in_app(row):
-        return InAppNotification(
-            user_id=row.user_id,
-            message_log=row,
-            message_type=row.message_type,
-            title=row.title,
-            body=row.body,
-            priority=row.priority,
-            related_object_type=row.related_object_type,
-            related_object_id=row.related_object_id,
-            created_at=row.created_at,
-        )
+    def _on_write(rows):
+        """Let each channel store what it keeps beside the row (the in-app
+        inbox entry), in this transaction."""
+        by_channel = {}
+        for row in rows:
+            by_channel.setdefault(row.channel_type, []).append(row)
+        for channel_type, channel_rows in by_channel.items():
+            if registry.is_registered(channel_type) and registry.get(channel_type).on_write:
+                registry.get(channel_type).on_write(channel_rows)

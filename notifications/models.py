@@ -273,7 +273,8 @@ class MessageLog(models.Model):
 
 
 class InAppNotification(models.Model):
-    """The in-app inbox: what the web UI (and later WebSocket push) shows."""
+    """The in-app inbox (/inbox/): what a user reads in the web app; open pages
+    learn of a new one by a WebSocket push (notifications.inbox)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="in_app_notifications", verbose_name=_("user")
@@ -287,6 +288,8 @@ class InAppNotification(models.Model):
     priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     related_object_type = models.CharField(_("related object type"), max_length=50, blank=True)
     related_object_id = models.CharField(_("related object id"), max_length=64, blank=True)
+    # Where the related object is shown (a work order's page), when the producer gave one.
+    link = models.CharField(_("link"), max_length=500, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
     read_at = models.DateTimeField(_("read"), null=True, blank=True)
 
@@ -294,6 +297,15 @@ class InAppNotification(models.Model):
         verbose_name = _("in-app notification")
         verbose_name_plural = _("in-app notifications")
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The inbox page: one user's newest first (also filtered by type),
+            # a page of 25 read straight off the index, however many rows.
+            models.Index(fields=["user", "-created_at", "-id"], name="inapp_user_newest"),
+            models.Index(fields=["user", "message_type", "-created_at", "-id"], name="inapp_user_type_newest"),
+            # The unread badge on every page, and the "unread" filter.
+            models.Index(fields=["user", "-created_at", "-id"], condition=Q(read_at__isnull=True),
+                         name="inapp_user_unread"),
+        ]
 
     def __str__(self):
         return f"{self.user}: {self.title}"

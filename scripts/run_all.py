@@ -14,7 +14,8 @@ What it does, in order:
    (``python -m sandbox.twilio``), TWILIO_* and SITE_URL pointing at it and back.
    Without EMAIL_URL: the local SMTP capture server (``python -m sandbox.smtp``,
    SMTP_PORT 1025, its page on MAIL_PAGE_PORT 8025) and EMAIL_URL pointing at it.
-4. Django ``runserver``, one Celery worker consuming every queue, celery beat
+4. The ASGI server (uvicorn serving ``cmms.asgi``: the admin, the inbox and
+   its WebSocket), one Celery worker consuming every queue, celery beat
    with the DatabaseScheduler, and Flower.
 
 What it chose (the Redis URL, the sandbox's URL and token, the ports,
@@ -353,7 +354,7 @@ class Supervisor:
     def preflight(self):
         if not (ROOT / "manage.py").exists():
             raise Fatal(f"{ROOT / 'manage.py'} is missing: run this from a complete checkout.")
-        needed = ("django", "celery", "flower", "django_celery_beat")
+        needed = ("django", "celery", "flower", "django_celery_beat", "uvicorn", "channels")
         missing = [m for m in needed if importlib.util.find_spec(m) is None]
         if missing:
             raise Fatal(
@@ -575,7 +576,9 @@ class Supervisor:
         web_url = f"http://{HOST}:{a.web_port}"
         flower_url = f"http://{HOST}:{a.flower_port}"
         rest = [
-            self.start_child("web", [py, "manage.py", "runserver", f"{HOST}:{a.web_port}", "--noreload"], env,
+            # The ASGI server (HTTP and the inbox's WebSocket); the same command as in production.
+            self.start_child("web", [py, "-m", "uvicorn", "cmms.asgi:application", "--host", HOST, "--port", a.web_port,
+                                     "--lifespan", "off", "--ws", "websockets-sansio"], env,
                              ready_url=f"{web_url}/admin/login/"),
             self.start_child("worker", [py, "-m", "celery", "-A", "celery_app", "worker", "-l", "info", "-P", "threads",
                                         "-c", a.concurrency, "-n", f"cmms-run-{os.getpid()}@%h"], env,
@@ -619,7 +622,8 @@ class Supervisor:
         rule = "=" * 72
         db = os.environ.get("DATABASE_URL")
         out = [rule, "  CMMS omnichannel bot is running", "",
-               f"  Django admin    {info['web']}/admin/"]
+               f"  Django admin    {info['web']}/admin/",
+               f"  Inbox           {info['web']}/inbox/"]
         if info["sandbox"]:
             out.append(f"  Telegram chat   {info['sandbox']}   (local sandbox: TELEGRAM_BOT_TOKEN is not set)")
         elif os.environ.get("TELEGRAM_BOT_TOKEN"):

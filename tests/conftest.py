@@ -166,6 +166,17 @@ def celery_worker(django_db_setup, django_db_blocker, redis_server, telegram_san
     worker.stop()
 
 
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, redis_server, telegram_sandbox):
+    """The app served by uvicorn (HTTP and the inbox's WebSocket), on the test
+    database and the private Redis as its channel layer."""
+    from tests.support.asgi import AsgiServer
+
+    server = AsgiServer(worker_env(redis_server.url, telegram_sandbox.url)).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def e2e(celery_worker, sandbox, transactional_db):
     """Everything an end-to-end test needs; returns the sandbox."""
@@ -216,3 +227,11 @@ def point_broker_at(url):
     _configure_broker(url)
     pools.reset()  # kombu keeps the closed pools in a process-wide registry
     app.amqp._producer_pool = None
+
+
+@pytest.fixture(autouse=True)
+def in_memory_channel_layer(settings):
+    """Pushes made in this process (a mark-read, an inline delivery) go to an
+    in-memory channel layer, never to a Redis the test did not start; the
+    WebSocket tests point it at their private Redis."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

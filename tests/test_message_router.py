@@ -79,13 +79,19 @@ def test_disabled_channel_config_skips_the_channel():
     assert send(user) == {"TELEGRAM": False}
 
 
-def test_in_app_channel_creates_the_inbox_entry_at_once():
+def test_in_app_channel_stores_the_inbox_entry_at_once_and_queues_its_push(
+    no_broker, django_capture_on_commit_callbacks
+):
     user = make_user(telegram=1, in_app=True)
-    result = send(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = send(user, link="http://cmms.example/ot/1")
     assert result == {"TELEGRAM": True, "IN_APP": True}
     note = InAppNotification.objects.get(user=user)
     assert note.message_log_id == result.message_ids["IN_APP"]
-    assert MessageLog.objects.get(pk=result.message_ids["IN_APP"]).status == "SENT"
+    assert note.link == "http://cmms.example/ot/1"
+    # Readable now; SENT only once the delivery task on the inapp queue pushed it.
+    assert MessageLog.objects.get(pk=result.message_ids["IN_APP"]).status == "QUEUED"
+    assert (result.message_ids["IN_APP"], "IN_APP") in no_broker
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,8 @@ def outgoing_message(log):
         link=payload.get("link", ""),
         link_label=_("Open in the CMMS"),
         message_type=log.message_type,
+        user_id=log.user_id,
+        message_id=log.pk,
     )
 
 

@@ -87,6 +87,9 @@ class OutgoingMessage:
     # PDF), and facts for its templates (message type, an unsubscribe link).
     attachments: list = field(default_factory=list)
     context: dict = field(default_factory=dict)
+    # Who and which MessageLog row it is for (the in-app push names both).
+    user_id: int | None = None
+    message_id: int | None = None
 
 
 class Channel:

@@ -67,6 +67,12 @@ class ChannelSpec:
     # OutgoingMessage: returns the message to send (it may read the database,
     # e.g. WhatsApp's 24-hour window and templates) or raises SkipDelivery.
     prepare: Callable | None = None
+    # Called by the router, inside its transaction, with the MessageLog rows it
+    # just created for this channel (the in-app inbox stores its entries).
+    on_write: Callable[[list], None] | None = None
+    # Off-shift holds (quiet hours) apply to this channel; the in-app inbox is
+    # never held: it wakes nobody, and the row is what the user reads later.
+    holdable: bool = True
 
     @property
     def delivered_on_write(self):
