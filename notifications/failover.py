@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from . import dispatch
 from .channels import registry
-from .models import ChannelConfig, InAppNotification, MessageLog, MessageStatus, UserChannelPreference
+from .models import ChannelConfig, MessageLog, MessageStatus, UserChannelPreference
 
 logger = logging.getLogger(__name__)
 PRIORITIES = ("high", "critical")
@@ -126,12 +126,9 @@ def _resend(log, pref, now):
         idempotency_key=f"failover:{log.pk}", failover_of=log, created_at=now, updated_at=now,
         next_attempt_at=now, sent_at=now if status == S.SENT else None,
     )
-    if status == S.SENT:
-        InAppNotification.objects.create(
-            user_id=copy.user_id, message_log=copy, message_type=copy.message_type, title=copy.title,
-            body=copy.body, priority=copy.priority, related_object_type=copy.related_object_type,
-            related_object_id=copy.related_object_id, created_at=now)
-    elif status == S.QUEUED:
+    if status != S.SKIPPED and spec.on_write:
+        spec.on_write([copy])  # the in-app inbox stores its entry, as the router does
+    if status == S.QUEUED:
         transaction.on_commit(lambda: dispatch.publish([(copy.pk, copy.channel_type)]))
     logger.info("Message %s failed over from %s to %s as %s.", log.pk, log.channel_type, copy.channel_type, copy.pk)
     return copy

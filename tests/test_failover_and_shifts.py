@@ -57,7 +57,8 @@ def test_a_critical_message_that_failed_on_telegram_goes_out_on_the_next_channel
     MessageLog.objects.filter(pk=log.pk).update(status="FAILED", last_error="Forbidden: bot was blocked by the user")
     assert failover.run()["resent"] == 1
     [copy] = log.failovers.all()
-    assert (copy.channel_type, copy.status, copy.body) == ("IN_APP", "SENT", log.body)
+    # In-app is a queued delivery (the push); its inbox row exists at once.
+    assert (copy.channel_type, copy.status, copy.body) == ("IN_APP", "QUEUED", log.body)
     assert InAppNotification.objects.filter(message_log=copy, user=user).count() == 1
     assert "TELEGRAM" in copy.last_error
     assert failover.run()["resent"] == 0  # decided once
@@ -156,12 +157,13 @@ def test_off_shift_a_normal_reminder_is_held_until_the_shift_and_a_critical_aler
         reminder = MessageRouter().send_to_user(user, "Mantención", "Cambio de filtro", priority="normal")
     held = MessageLog.objects.get(pk=reminder.message_ids["TELEGRAM"])
     assert (held.status, held.next_attempt_at) == ("HELD", local(2026, 11, 30, 8, 0))
-    assert MessageLog.objects.get(pk=reminder.message_ids["IN_APP"]).status == "SENT"  # the inbox wakes nobody
-    assert no_broker == []
+    # The inbox wakes nobody: it is delivered (pushed) at once, never held.
+    assert MessageLog.objects.get(pk=reminder.message_ids["IN_APP"]).status == "QUEUED"
+    assert no_broker == [(reminder.message_ids["IN_APP"], "IN_APP")]
     with django_capture_on_commit_callbacks(execute=True):
         alert = MessageRouter().send_to_user(user, "Falla", "Presión de aceite", priority="critical")
     assert MessageLog.objects.get(pk=alert.message_ids["TELEGRAM"]).status == "QUEUED"
-    assert no_broker == [(alert.message_ids["TELEGRAM"], "TELEGRAM")]
+    assert (alert.message_ids["TELEGRAM"], "TELEGRAM") in no_broker
 
 
 def test_a_users_own_pattern_wins_over_the_sites(db):
