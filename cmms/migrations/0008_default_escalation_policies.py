@@ -7,6 +7,8 @@ workers/migrations/0001_default_schedules.py)."""
 
 from django.db import migrations
 
+from notifications import beat_schedules
+
 EVERY_CHANNEL = "TELEGRAM,WHATSAPP,SMS,EMAIL,IN_APP"
 POLICIES = [
     # (name, priority, repeat_last)
@@ -36,18 +38,12 @@ def install(apps, schema_editor):
         if created:
             for position, action, channels in STEPS:
                 Step.objects.create(policy=policy, position=position, action=action, channels=channels)
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, every in SCHEDULES:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-        PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "default", "enabled": True}
-        )
+    beat_schedules.install(apps, SCHEDULES)
 
 
 def remove(apps, schema_editor):
     apps.get_model("cmms", "EscalationPolicy").objects.filter(priority__in=[p for _n, p, _r in POLICIES], site="").delete()
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name__in=[n for n, *_r in SCHEDULES]).delete()
+    beat_schedules.remove(apps, SCHEDULES)
 
 
 class Migration(migrations.Migration):

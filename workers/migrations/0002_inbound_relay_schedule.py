@@ -3,22 +3,17 @@ whose publish was lost or whose worker died."""
 
 from django.db import migrations
 
+from notifications import beat_schedules
+
 SCHEDULES = [("relay-inbound", "workers.relay_inbound", 5)]
 
 
 def install(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, every in SCHEDULES:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-        PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "default", "enabled": True}
-        )
+    beat_schedules.install(apps, SCHEDULES)
 
 
 def remove(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[name for name, _t, _e in SCHEDULES]).delete()
+    beat_schedules.remove(apps, SCHEDULES)
 
 
 class Migration(migrations.Migration):

@@ -4,6 +4,8 @@ charts and /metrics' totals)."""
 
 from django.db import migrations
 
+from notifications import beat_schedules
+
 SCHEDULES = [
     ("purge-message-log", "workers.purge_message_log", 600),
     ("rollup-message-stats", "workers.rollup_message_stats", 60),
@@ -11,18 +13,11 @@ SCHEDULES = [
 
 
 def install(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, every in SCHEDULES:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-        PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "default", "enabled": True}
-        )
+    beat_schedules.install(apps, SCHEDULES)
 
 
 def remove(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[name for name, _t, _e in SCHEDULES]).delete()
+    beat_schedules.remove(apps, SCHEDULES)
 
 
 class Migration(migrations.Migration):
