@@ -623,7 +623,8 @@ class Supervisor:
         db = os.environ.get("DATABASE_URL")
         out = [rule, "  CMMS omnichannel bot is running", "",
                f"  Django admin    {info['web']}/admin/",
-               f"  Inbox           {info['web']}/inbox/"]
+               f"  Inbox           {info['web']}/inbox/",
+               f"  Dashboard       {info['web']}/dashboard/   (supervisors and admins)"]
         if info["sandbox"]:
             out.append(f"  Telegram chat   {info['sandbox']}   (local sandbox: TELEGRAM_BOT_TOKEN is not set)")
         elif os.environ.get("TELEGRAM_BOT_TOKEN"):
