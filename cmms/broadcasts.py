@@ -7,6 +7,8 @@ button, a reply, the inbox); a repeat changes nothing. ``resend_missing``
 sends it again to those who have not confirmed.
 """
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -55,6 +57,25 @@ def confirm(broadcast_id, user, via):
     """True when this was the person's first confirmation."""
     return bool(BroadcastRecipient.objects.filter(broadcast_id=broadcast_id, user=user, confirmed_at__isnull=True)
                 .update(confirmed_at=timezone.now(), confirmed_via=str(via)[:20]))
+
+
+def confirmation_id(data):
+    """The broadcast id in a "Confirmar lectura" button's data, else None."""
+    match = re.fullmatch(r"bc:ack:(\d{1,18})", str(data or ""))
+    return int(match.group(1)) if match else None
+
+
+def confirm_press(broadcast_id, user, via):
+    """A person pressed "Confirmar lectura" (or replied): ``(recorded,
+    answer)`` with the answer in the default language. Only a recipient of
+    that broadcast can confirm it, and only for themselves, so data typed by
+    hand can confirm nothing else."""
+    with messages.default_language():
+        if not BroadcastRecipient.objects.filter(broadcast_id=broadcast_id, user=user).exists():
+            return False, _("This notice was not sent to you; nothing was recorded.")
+        if confirm(broadcast_id, user, via):
+            return True, _("✅ Reading confirmed. Thank you.")
+        return False, _("You had already confirmed this notice.")
 
 
 def summary(broadcast):

@@ -30,7 +30,7 @@ from notifications.channels import telegram as tg
 from notifications.models import ChannelType, InboundEvent, MessageLog, UserChannelPreference
 from notifications.telegram_link import LinkRefused, consume, preference_for_chat, unlink
 
-from . import actions, messages, offers
+from . import actions, broadcasts, messages, offers
 from .models import HELD_STATUSES, WorkOrder, WorkOrderPriority, WorkOrderStatus
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def on_press(event, query):
     chat_id = (message.get("chat") or {}).get("id") or (query.get("from") or {}).get("id")
     presser = (query.get("from") or {}).get("id")
     with CallbackAnswer(query, chat_id) as answer:
+        if broadcasts.confirmation_id(query.get("data")) is not None:
+            return _confirm_broadcast(event, query, presser, answer)
         offer = offers.find(query.get("data"))
         if offer is None:
             answer.say(_("This button is not valid: the bot did not offer it. Nothing was changed."), alert=True)
@@ -171,6 +173,19 @@ def on_press(event, query):
         if result.changed:
             edited = update_offer_messages(result.work_order, offer.assignment_seq, pressed=(chat_id, message))
         return f"{result.message}{edited}"
+
+
+def _confirm_broadcast(event, query, presser, answer):
+    """"Confirmar lectura" on a broadcast: recorded for the linked presser."""
+    pref = preference_for_chat(presser) if presser else None
+    if pref is None or not pref.is_enabled:
+        answer.say(_("This chat is not linked to a CMMS user; only linked people can act on work orders."), alert=True)
+        return _("Refused: the chat that pressed is not linked.")
+    _resolve(event, pref.user)
+    recorded, text = broadcasts.confirm_press(broadcasts.confirmation_id(query.get("data")), pref.user,
+                                              via=ChannelType.TELEGRAM)
+    answer.say(text, alert=not recorded)
+    return text
 
 
 def decision_line(order):

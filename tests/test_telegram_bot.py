@@ -251,3 +251,27 @@ def test_edits_that_hit_a_flood_limit_are_retried_by_a_task(sandbox, no_broker, 
     assert "1 mensaje(s) editado(s)" in tasks.edit_offer_messages(order.pk, order.assignment_seq, 2)
     edited = sandbox.messages(chat_id=4270)[-1]
     assert edited["reply_markup"] is None and edited["text"].splitlines()[-1].startswith("✅ Aceptada por Ana Rojas")
+
+
+def test_confirmar_lectura_on_a_broadcast_is_recorded_once_for_a_recipient_only(sandbox, no_broker):
+    from cmms import broadcasts
+    from cmms.telegram_bot import on_press
+    from notifications import inbound
+
+    make_user(role="OPERATOR", telegram=4301)  # a recipient
+    make_user(role="SUPERVISOR", telegram=4302)  # linked, but not a recipient
+    broadcast = broadcasts.send_broadcast("OPERATOR", "Simulacro", "Evacuación a las 15:00")
+
+    def press(chat_id, update_id):
+        sandbox.inject_message(chat_id, "hola")
+        update = sandbox.inject_callback(chat_id, 1, f"bc:ack:{broadcast.pk}")
+        event, _created = inbound.record("TELEGRAM", update_id, update, kind="callback_query", publish=False)
+        return on_press(event, update["callback_query"])
+
+    assert press(4301, 9001) == "✅ Lectura confirmada. Gracias."
+    assert press(4301, 9002) == "Usted ya había confirmado este aviso."
+    assert press(4302, 9003) == "Este aviso no le fue enviado; no se registró nada."
+    assert broadcasts.summary(broadcast)["confirmed"] == 1
+    assert [a["text"] for a in sandbox.callback_answers()][-3:] == [
+        "✅ Lectura confirmada. Gracias.", "Usted ya había confirmado este aviso.",
+        "Este aviso no le fue enviado; no se registró nada."]
