@@ -31,7 +31,7 @@ class Reach:
         """Channels that would wait for the shift (the inbox never waits: it wakes nobody)."""
         if self.held_until is None:
             return []
-        return [c for c in self.channels if not registry.get(c).delivered_on_write]
+        return [c for c in self.channels if registry.get(c).holdable]
 
     @property
     def at_once(self):
@@ -40,7 +40,7 @@ class Reach:
     @property
     def wakes(self):
         """Reaches the person now on a channel that can wake them."""
-        return any(not registry.get(c).delivered_on_write for c in self.at_once)
+        return any(registry.get(c).holdable for c in self.at_once)
 
 
 @dataclass

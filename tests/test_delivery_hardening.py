@@ -151,3 +151,37 @@ def test_a_garbage_200_answer_ends_flagged_possible_duplicate(strict, monkeypatc
     assert delivery.deliver(log.pk) == "retrying"
     log.refresh_from_db()
     assert log.possible_duplicate and "id de mensaje" in log.last_error
+
+
+def test_a_claim_whose_answer_was_lost_is_taken_back_by_the_same_process_not_left_for_the_lease(monkeypatch):
+    """The claim's UPDATE committed, the database went away before the answer:
+    the retried task finds the row SENDING under this process and sends it."""
+    from notifications.models import MessageLog
+    from tests.factories import make_user
+    from workers import delivery, liveness
+
+    log = MessageLog.objects.create(user=make_user(), channel_type="TELEGRAM", recipient="42",
+                                    message_type="announcement", body="x", status="SENDING", attempts=1,
+                                    claimed_by=liveness.worker_id())
+    sent = []
+    monkeypatch.setattr(delivery, "send", lambda log, address, outgoing: sent.append(log.pk) or "77")
+    assert delivery.deliver(log.pk) == "sent"
+    assert sent == [log.pk]
+    log.refresh_from_db()
+    assert (log.status, log.attempts) == ("SENT", 1)
+
+
+def test_a_row_another_process_holds_or_one_in_flight_here_is_not_taken(monkeypatch):
+    from notifications.models import MessageLog
+    from tests.factories import make_user
+    from workers import delivery
+
+    other = MessageLog.objects.create(user=make_user(), channel_type="TELEGRAM", recipient="42",
+                                      message_type="announcement", body="x", status="SENDING", claimed_by="host:1")
+    monkeypatch.setattr(delivery, "send", lambda *a: pytest.fail("sent a row it does not hold"))
+    assert delivery.deliver(other.pk) == "not-claimed"
+    delivery._in_flight.add(other.pk)
+    try:
+        assert delivery.deliver(other.pk) == "not-claimed"
+    finally:
+        delivery._in_flight.discard(other.pk)

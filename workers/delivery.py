@@ -4,6 +4,7 @@ an outcome means for the row (retry, give up, mark the address)."""
 
 import logging
 import random
+import threading
 import time
 from datetime import timedelta
 
@@ -51,10 +52,39 @@ def claim(message_id):
     return won == 1
 
 
+# Rows this process is delivering right now (any thread).
+_in_flight = set()
+_in_flight_lock = threading.Lock()
+
+
+def take_back_own_claim(message_id):
+    """A claim this process made but never worked on: the UPDATE committed and
+    the database went away before its answer came back, so the task raised and
+    was retried. No other process may take the row (this one is alive), so
+    without this it would wait for the whole lease. Only called while the row
+    is not in flight here, so a send in progress is never taken twice."""
+    now = timezone.now()
+    return MessageLog.objects.filter(
+        pk=message_id, status=MessageStatus.SENDING, claimed_by=liveness.worker_id()
+    ).update(lease_expires_at=now + timedelta(seconds=policy("LEASE_S")), updated_at=now) == 1
+
+
 def deliver(message_id):
     liveness.ensure_heartbeat()  # before the claim names this process
-    if not claim(message_id):
-        return "not-claimed"
+    with _in_flight_lock:
+        if message_id in _in_flight:  # a duplicate task while this process sends it
+            return "not-claimed"
+        _in_flight.add(message_id)
+    try:
+        if not (claim(message_id) or take_back_own_claim(message_id)):
+            return "not-claimed"
+        return _deliver_claimed(message_id)
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(message_id)
+
+
+def _deliver_claimed(message_id):
     log = MessageLog.objects.get(pk=message_id)
     try:
         outgoing = channels.prepare(log, outgoing_message(log))
