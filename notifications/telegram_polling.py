@@ -52,6 +52,18 @@ def store_batch(updates):
     return offset
 
 
+def remember_mode(mode, bot_username=None):
+    """How this bot receives updates ("polling" or "webhook") and its
+    @username, on the TELEGRAM ChannelConfig for the dashboard."""
+    with transaction.atomic():
+        config, _created = ChannelConfig.objects.select_for_update().get_or_create(channel_type=ChannelType.TELEGRAM)
+        settings = dict(config.settings or {})
+        settings["mode"] = mode
+        if bot_username:
+            settings["bot_username"] = bot_username
+        ChannelConfig.objects.filter(pk=config.pk).update(settings=settings)
+
+
 class Poller:
     def __init__(self, channel, poll_timeout=25, say=None):
         self.channel = channel
@@ -68,6 +80,11 @@ class Poller:
             raise Stop()
 
     def run(self):
+        try:
+            username = self.channel.get_me().get("username")
+        except ChannelError:  # the loop below explains a wrong token or an unreachable API
+            username = None
+        remember_mode("polling", username)
         offset = load_offset()
         self.say(f"Polling getUpdates from offset {offset}.")
         failures = 0

@@ -172,3 +172,14 @@ def test_beat_and_workers_are_alive_only_when_the_relay_ran_recently(settings):
 )
 def test_durations_read_as_two_units(delta, text):
     assert timesince_short(delta) == text
+
+
+def test_the_telegram_row_shows_the_bot_and_how_it_receives_updates(client):
+    from notifications.telegram_polling import load_offset, remember_mode
+
+    remember_mode("polling", "cmms_faena_bot")
+    remember_mode("webhook")  # set by setup_telegram_bot --webhook-url; the username stays
+    client.force_login(make_user(role="SUPERVISOR"))
+    html = client.get("/dashboard/?fragment=1").content.decode()
+    assert "@cmms_faena_bot" in html and "(webhook)" in html
+    assert load_offset() == 0  # the poller's offset is untouched

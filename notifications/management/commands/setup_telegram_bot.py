@@ -154,12 +154,14 @@ def _bot(token=None):
 
 def handle_webhook(command, url, delete):
     from notifications.channels.telegram import delete_webhook, set_webhook
+    from notifications.telegram_polling import remember_mode
     from notifications.telegram_updates import ALLOWED_UPDATES, register_commands
 
     bot = _bot()
     try:
         if delete:
             delete_webhook(bot)
+            remember_mode("polling")
             command.stdout.write(command.style.SUCCESS(_("Webhook removed; run_telegram_bot can poll now.")))
             return
         secret = settings.TELEGRAM_WEBHOOK_SECRET
@@ -168,6 +170,7 @@ def handle_webhook(command, url, delete):
                                  "the webhook view refuses every request without it."))
         set_webhook(bot, url, secret, ALLOWED_UPDATES)
         register_commands(bot)
+        remember_mode("webhook", (bot.get_me() or {}).get("username"))
     except ChannelError as exc:
         raise CommandError(_("Telegram refused: %(error)s") % {"error": exc}) from None
     command.stdout.write(command.style.SUCCESS(_("Webhook set to %(url)s; commands registered.") % {"url": url}))
