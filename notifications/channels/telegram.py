@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from ..redaction import redact, register_secret
 from . import deadline
+from . import text as text_utils
 from .base import Channel, ChannelError, ChatMigrated, ConfigurationError
 from .registry import ChannelSpec, InvalidAddress, register
 
@@ -33,24 +34,8 @@ def visible_length(text):
 
 
 def split_text(text, limit):
-    """Split plain text into chunks of at most ``limit`` visible characters,
-    preferring paragraph, line and word boundaries."""
-    chunks = []
-    while visible_length(text) > limit:
-        cut = limit
-        while visible_length(text[:cut]) > limit:
-            cut -= 1
-        window = text[:cut]
-        for sep in ("\n\n", "\n", " "):
-            pos = window.rfind(sep)
-            if pos > cut // 2:
-                cut = pos + len(sep)
-                break
-        chunks.append(text[:cut].rstrip())
-        text = text[cut:].lstrip("\n")
-    if text or not chunks:
-        chunks.append(text)
-    return chunks
+    """Chunks of at most ``limit`` visible characters (UTF-16 units)."""
+    return text_utils.split_text(text, limit, measure=visible_length)
 
 
 def retry_after_seconds(value):

@@ -18,6 +18,7 @@ import unicodedata
 import requests
 
 from ..redaction import redact, register_secret
+from . import text as text_utils
 from .base import Channel, ChannelError, ConfigurationError
 from .registry import ChannelSpec, register
 
@@ -40,20 +41,7 @@ _TRANSIENT = {1, 2, 131000, 131016, 133004}
 
 def split_text(text, limit):
     """Chunks of at most ``limit`` characters, cut at paragraph, line or word boundaries."""
-    chunks = []
-    while len(text) > limit:
-        window = text[:limit]
-        cut = limit
-        for sep in ("\n\n", "\n", " "):
-            pos = window.rfind(sep)
-            if pos > limit // 2:
-                cut = pos + len(sep)
-                break
-        chunks.append(text[:cut].rstrip())
-        text = text[cut:].lstrip("\n ")
-    if text or not chunks:
-        chunks.append(text)
-    return chunks
+    return text_utils.split_text(text, limit, strip_leading="\n ")
 
 
 def _joins_previous(char):
