@@ -61,8 +61,28 @@ def _fresh_postgres(cfg, name):
     return f"postgres://{auth}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{name}"
 
 
-# -- the sandbox ----------------------------------------------------------------
-class SandboxProcess:
+# -- the sandboxes ----------------------------------------------------------------
+class _SandboxChild:
+    """A stand-in started as a child process (``self.proc``): stopped with
+    SIGTERM, killed if it does not stop within 10 s."""
+
+    proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class SandboxProcess(_SandboxChild):
     """``python -m sandbox`` in its own process (so it does not share a GIL
     with the load generator), driven through its control API with the same
     method names as sandbox.TelegramSandbox."""
@@ -107,21 +127,9 @@ class SandboxProcess:
     def stats(self):
         return self._call("GET", "stats")
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
-class TwilioSandboxProcess:
+class TwilioSandboxProcess(_SandboxChild):
     """``python -m sandbox.twilio`` in its own process, pacing each sender at
     ``sender_rate`` segments/s (20429 above it). Status callbacks are never
     due within a run: the SMS scenario measures sends, and the callback view
@@ -162,17 +170,9 @@ class TwilioSandboxProcess:
                 "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN, "TWILIO_FROM_NUMBER": DEFAULT_FROM,
                 "SITE_URL": "http://127.0.0.1:9"}
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
-class SmtpSandboxProcess:
+class SmtpSandboxProcess(_SandboxChild):
     """``python -m sandbox.smtp`` in its own process (the SMTP server must not
     share a GIL with the plain smtplib loop it is the baseline for), read
     through its page's JSON API."""
@@ -205,18 +205,6 @@ class SmtpSandboxProcess:
     def captured(self):
         return self.http.get(f"{self.page}/api/stats", timeout=30).json()["captured"]
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class SandboxInProcess:
