@@ -270,6 +270,12 @@ DELIVERY = {
     # After a failed publish, producers skip the broker this long (the relay
     # catches up), so a burst of calls during an outage does not pay the timeout each.
     "PUBLISH_BREAKER_S": env_float("DELIVERY_PUBLISH_BREAKER_S", 5.0),
+    # One delivery task carries at most this many messages of one channel
+    # (claimed in one UPDATE, loaded in one SELECT, successes written in bulk)...
+    "BATCH_MAX": env_int("DELIVERY_BATCH_MAX", 50),
+    # ...and a publish is spread over at least this many tasks, so that as many
+    # worker threads send in parallel (the default worker concurrency).
+    "BATCH_SPREAD": env_int("DELIVERY_BATCH_SPREAD", 32),
 }
 
 

@@ -14,6 +14,7 @@ most DELIVERY["PUBLISH_TIMEOUT_S"]; a publish that finishes later is harmless
 """
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +26,9 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 # Above this many messages, the producer publishes a few fan-out tasks and a
-# worker publishes the per-message tasks: a broadcast to thousands returns fast.
+# worker publishes the delivery tasks: a broadcast to thousands returns fast.
 FANOUT_THRESHOLD = 50
-FANOUT_CHUNK = 500
+FANOUT_CHUNK = 2000
 # Publishing threads shared by a process's producers; few, since each waits on
 # one Redis: when all are stuck on a hung broker, callers still time out.
 PUBLISH_THREADS = 8
@@ -81,9 +82,9 @@ def publish(messages, *, fanout=True, timeout="default"):
 
 
 def send(messages):
-    """Publish one deliver_message per (id, channel_type) now, inline (inside
-    workers: the relay, fan-out tasks); returns the ids published before the
-    broker failed, if it did. Marks nothing."""
+    """Publish the delivery tasks of (id, channel_type) pairs now, inline
+    (inside workers: the relay, fan-out tasks); returns the ids published
+    before the broker failed, if it did. Marks nothing."""
     published = []
     try:
         _send(list(messages), False, published)
@@ -93,19 +94,36 @@ def send(messages):
     return published
 
 
+def batches(messages):
+    """[(queue, [ids])]: one delivery task per batch of one queue's messages.
+    A publish is spread over at least DELIVERY["BATCH_SPREAD"] tasks (so that
+    as many worker threads send in parallel, each at the provider's latency),
+    each carrying at most DELIVERY["BATCH_MAX"] ids (one task's claim, load
+    and record serve them all)."""
+    by_queue = {}
+    for message_id, channel_type in messages:
+        by_queue.setdefault(queue_for(channel_type), []).append(message_id)
+    most, spread = max(1, settings.DELIVERY["BATCH_MAX"]), max(1, settings.DELIVERY["BATCH_SPREAD"])
+    result = []
+    for queue, ids in by_queue.items():
+        size = max(1, min(most, math.ceil(len(ids) / spread)))
+        result.extend((queue, ids[start : start + size]) for start in range(0, len(ids), size))
+    return result
+
+
 def _send(messages, fanout, published):
     """Runs in the publishing thread (or inline): appends each id published.
     Fan-out chunks are marked published by the worker that expands them."""
-    from workers.tasks import deliver_message, publish_messages
+    from workers.tasks import deliver_messages, publish_messages
 
     if fanout and len(messages) > FANOUT_THRESHOLD:
         for start in range(0, len(messages), FANOUT_CHUNK):
             chunk = messages[start : start + FANOUT_CHUNK]
             publish_messages.apply_async(args=[[[i, c] for i, c in chunk]], queue=settings.CELERY_DEFAULT_QUEUE_NAME)
         return
-    for message_id, channel_type in messages:
-        deliver_message.apply_async(args=[message_id], queue=queue_for(channel_type))
-        published.append(message_id)
+    for queue, ids in batches(messages):
+        deliver_messages.apply_async(args=[ids], queue=queue)
+        published.extend(ids)
 
 
 def run_bounded(publish_fn, what="task"):

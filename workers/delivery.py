@@ -34,58 +34,80 @@ def policy(name):
     return settings.DELIVERY[name]
 
 
-def claim(message_id):
-    """QUEUED/RETRYING -> SENDING in one conditional UPDATE; False when another
-    process has it, it is done, or its next attempt is not due yet."""
-    now = timezone.now()
-    won = (
-        MessageLog.objects.filter(pk=message_id, status__in=CLAIMABLE)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            status=MessageStatus.SENDING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now + timedelta(seconds=policy("LEASE_S")),
-            claimed_by=liveness.worker_id(),
-            updated_at=now,
-        )
-    )
-    return won == 1
-
-
 # Rows this process is delivering right now (any thread).
 _in_flight = set()
 _in_flight_lock = threading.Lock()
 
 
-def take_back_own_claim(message_id):
-    """A claim this process made but never worked on: the UPDATE committed and
-    the database went away before its answer came back, so the task raised and
-    was retried. No other process may take the row (this one is alive), so
-    without this it would wait for the whole lease. Only called while the row
-    is not in flight here, so a send in progress is never taken twice."""
-    now = timezone.now()
-    return MessageLog.objects.filter(
-        pk=message_id, status=MessageStatus.SENDING, claimed_by=liveness.worker_id()
-    ).update(lease_expires_at=now + timedelta(seconds=policy("LEASE_S")), updated_at=now) == 1
-
-
 def deliver(message_id):
+    """Deliver one row; its outcome ("sent", "retrying", "not-claimed"...)."""
+    return deliver_batch([message_id])[message_id]
+
+
+def deliver_batch(message_ids):
+    """Deliver a batch of rows of one channel: claimed together in one
+    conditional UPDATE, loaded in one SELECT, each then rate-limited, sent,
+    retried, dead-lettered and recorded on its own exactly as one row alone
+    would be; the successes are written in bulk, a few at a time (at most
+    ``SuccessRecorder.FLUSH_EVERY`` rows or ``FLUSH_AFTER_S`` old), so a worker
+    killed mid-batch re-sends at most the sends it had not recorded yet.
+    Returns {id: outcome}."""
     liveness.ensure_heartbeat()  # before the claim names this process
+    outcomes, mine = {}, []
     with _in_flight_lock:
-        if message_id in _in_flight:  # a duplicate task while this process sends it
-            return "not-claimed"
-        _in_flight.add(message_id)
+        for pk in message_ids:
+            if pk in outcomes:
+                continue
+            outcomes[pk] = "not-claimed"
+            if pk not in _in_flight:  # else a duplicate task while this process sends it
+                _in_flight.add(pk)
+                mine.append(pk)
+    if not mine:
+        return outcomes
+    recorder = SuccessRecorder()
     try:
-        if not (claim(message_id) or take_back_own_claim(message_id)):
-            return "not-claimed"
-        return _deliver_claimed(message_id)
+        for log in claim_batch(mine):
+            outcomes[log.pk] = _deliver_claimed(log, recorder)
+            recorder.flush_if_due()
     finally:
-        with _in_flight_lock:
-            _in_flight.discard(message_id)
+        try:
+            recorder.flush()
+        finally:
+            with _in_flight_lock:
+                _in_flight.difference_update(mine)
+    return outcomes
 
 
-def _deliver_claimed(message_id):
-    log = MessageLog.objects.get(pk=message_id)
+def claim_batch(message_ids):
+    """Claim every row of ``message_ids`` that is due (QUEUED/RETRYING ->
+    SENDING, one attempt counted), in one conditional UPDATE: another process
+    that got the row first, a row done or not due yet is left out. Then load
+    the rows this process holds, in the order asked.
+
+    A row SENDING under this process' name is taken back too: a claim whose
+    UPDATE committed while the database went away before its answer came
+    back, so the task raised and was retried. No other process may take it
+    (this one is alive), so without this it would wait for the whole lease.
+    Only called for ids not in flight here, so a send in progress is never
+    taken twice."""
+    now = timezone.now()
+    me = liveness.worker_id()
+    due = Q(status__in=CLAIMABLE) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    own = Q(status=MessageStatus.SENDING, claimed_by=me)
+    MessageLog.objects.filter(pk__in=message_ids).filter(due | own).update(
+        status=MessageStatus.SENDING,
+        # SET sees the row as it was: an own claim taken back is no new attempt.
+        attempts=Case(When(status=MessageStatus.SENDING, then=F("attempts")), default=F("attempts") + 1),
+        lease_expires_at=now + timedelta(seconds=policy("LEASE_S")),
+        claimed_by=me,
+        updated_at=now,
+    )
+    held = {log.pk: log for log in MessageLog.objects.filter(
+        pk__in=message_ids, status=MessageStatus.SENDING, claimed_by=me)}
+    return [held[pk] for pk in message_ids if pk in held]
+
+
+def _deliver_claimed(log, recorder=None):
     try:
         outgoing = channels.prepare(log, outgoing_message(log))
     except SkipDelivery as exc:
@@ -119,8 +141,72 @@ def _deliver_claimed(message_id):
         except Exception as exc:  # a bug or an unexpected library error: retry, keep the reason
             logger.exception("Unexpected error delivering message %s", log.pk)
             return persist(record_failure, log, ChannelError(f"{type(exc).__name__}: {redact(exc)}"))
-        return persist(record_success, log, provider_id)
+        if recorder is None or getattr(provider_id, "details", None):
+            return persist(record_success, log, provider_id)
+        return recorder.add(log, provider_id)
     return record_failure(log, ChannelError(_("Chat migrated too many times."), permanent=True))
+
+
+class SuccessRecorder:
+    """Successes of one batch, written to the database in bulk: one UPDATE
+    for up to FLUSH_EVERY rows, each with its own provider id and time. A
+    row waits at most FLUSH_AFTER_S (or until the next send ends) before it
+    is written, so the database sees SENT promptly at provider latency and
+    in bulk when sends are fast."""
+
+    FLUSH_EVERY = 25
+    FLUSH_AFTER_S = 0.05
+
+    def __init__(self):
+        self.rows = []
+        self.first_at = 0.0
+
+    def add(self, log, provider_id):
+        if not self.rows:
+            self.first_at = time.monotonic()
+        self.rows.append((log.pk, str(provider_id)[:128], timezone.now(), log.chunks_sent))
+        return "sent"
+
+    def flush_if_due(self):
+        if self.rows and (len(self.rows) >= self.FLUSH_EVERY or time.monotonic() - self.first_at >= self.FLUSH_AFTER_S):
+            self.flush()
+
+    def flush(self):
+        if self.rows:
+            rows, self.rows = self.rows, []
+            persist(record_successes, rows)
+
+
+def record_successes(rows):
+    """[(id, provider_id, sent_at, chunks_sent)] -> SENT, in one UPDATE
+    joined to a VALUES list (the ORM's CASE WHEN per row costs more CPU than
+    the sends it records). Only rows still SENDING change, as in
+    record_success."""
+    if len(rows) == 1:
+        pk, provider_id, sent_at, chunks = rows[0]
+        MessageLog.objects.filter(pk=pk, status=MessageStatus.SENDING).update(
+            status=MessageStatus.SENT, provider_message_id=provider_id, sent_at=sent_at, chunks_sent=chunks,
+            last_error="", lease_expires_at=None, claimed_by="", next_attempt_at=None, updated_at=timezone.now())
+        return
+    ops = connection.ops
+    column = {f.name: ops.quote_name(f.column) for f in MessageLog._meta.concrete_fields}
+    table = ops.quote_name(MessageLog._meta.db_table)
+    values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, CAST(%s AS INTEGER))"] * len(rows))
+    if connection.vendor == "postgresql":
+        values = values.replace("%s, %s, CAST", "%s, CAST(%s AS TIMESTAMPTZ), CAST")
+    params = [MessageStatus.SENT, ops.adapt_datetimefield_value(timezone.now())]
+    for pk, provider_id, sent_at, chunks in rows:
+        params += [pk, provider_id, ops.adapt_datetimefield_value(sent_at), chunks]
+    params.append(MessageStatus.SENDING)
+    sql = (
+        f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = v.column2, "
+        f"{column['sent_at']} = v.column3, {column['chunks_sent']} = v.column4, {column['last_error']} = '', "
+        f"{column['lease_expires_at']} = NULL, {column['claimed_by']} = '', {column['next_attempt_at']} = NULL, "
+        f"{column['updated_at']} = %s FROM (VALUES {values}) AS v "
+        f"WHERE {table}.{column['id']} = v.column1 AND {table}.{column['status']} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def persist(write, *args):
@@ -131,14 +217,20 @@ def persist(write, *args):
         try:
             return write(*args)
         except DATABASE_DOWN as exc:
-            logger.warning("Database unavailable recording message %s (%s); retrying in %g s",
-                           args[0].pk, type(exc).__name__, delay)
+            logger.warning("Database unavailable recording %s (%s); retrying in %g s",
+                           _what(args[0]), type(exc).__name__, delay)
             try:
                 connection.close()
             except DATABASE_DOWN:
                 pass
             time.sleep(delay)
     return write(*args)
+
+
+def _what(subject):
+    if isinstance(subject, list):
+        return f"{len(subject)} message(s)"
+    return f"message {subject.pk}"
 
 
 def send(log, address, outgoing):
@@ -152,18 +244,31 @@ def send(log, address, outgoing):
         cost = channels.requests_needed(log.channel_type, outgoing)
         ratelimit.acquire(log.channel_type, address, account, cost=cost)
         return channel.send(address, outgoing)
-    progress = MessageLog.objects.filter(pk=log.pk).values_list("chunks_sent", "provider_message_id").first()
-    start, earlier_ids = progress if progress else (0, "")
-    ids = [i for i in earlier_ids.split(",") if i][:start] if start else []
+    # The row was loaded by this claim: its progress is the database's.
+    start = log.chunks_sent or 0
+    ids = [i for i in (log.provider_message_id or "").split(",") if i][:start] if start else []
+    unrecorded = []
 
     def before_chunk(_index):
+        # The chunks before this one are recorded before it goes (the last
+        # one is recorded with the success): a retry resumes after them.
+        if unrecorded:
+            persist(record_progress, log, log.chunks_sent, ids)
+            unrecorded.clear()
         ratelimit.acquire(log.channel_type, address, account, cost=1)
 
     def after_chunk(index, message_id):
         ids.append(message_id)
-        persist(record_progress, log, index + 1, ids)
+        log.chunks_sent = index + 1
+        log.provider_message_id = ",".join(ids)[:128]
+        unrecorded.append(index)
 
-    channel.send(address, outgoing, start=start, before_chunk=before_chunk, after_chunk=after_chunk)
+    try:
+        channel.send(address, outgoing, start=start, before_chunk=before_chunk, after_chunk=after_chunk)
+    except BaseException:
+        if unrecorded:  # chunks delivered before the failure: a retry must not send them again
+            persist(record_progress, log, log.chunks_sent, ids)
+        raise
     return ",".join(ids)
 
 
@@ -272,6 +377,7 @@ def record_success(log, provider_id):
     MessageLog.objects.filter(pk=log.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SENT,
         provider_message_id=str(provider_id)[:128],
+        chunks_sent=log.chunks_sent,
         last_error="",
         sent_at=now,
         lease_expires_at=None,

@@ -18,13 +18,27 @@ DATABASE_DOWN = delivery.DATABASE_DOWN
     autoretry_for=DATABASE_DOWN, retry_backoff=0.5, retry_backoff_max=4, retry_jitter=True, max_retries=100,
 )
 def deliver_message(message_id):
-    """Deliver one MessageLog row. Safe to run twice: the claim has one winner."""
+    """Deliver one MessageLog row (a retry's countdown). Safe to run twice: the claim has one winner."""
     return delivery.deliver(message_id)
+
+
+@shared_task(
+    name="workers.deliver_messages", ignore_result=True, acks_late=True,
+    autoretry_for=DATABASE_DOWN, retry_backoff=0.5, retry_backoff_max=4, retry_jitter=True, max_retries=100,
+)
+def deliver_messages(message_ids):
+    """Deliver a batch of MessageLog rows of one channel, each on its own
+    terms (workers.delivery.deliver_batch). Safe to run twice."""
+    outcomes = delivery.deliver_batch(list(message_ids))
+    counts = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
 
 
 @shared_task(name="workers.publish_messages", ignore_result=True, acks_late=True)
 def publish_messages(messages):
-    """Fan-out for large batches: publish one deliver_message per [id, channel]."""
+    """Fan-out for large publishes: publish the deliver_messages batches of these [id, channel] pairs."""
     from notifications import dispatch
 
     return dispatch.publish([tuple(m) for m in messages], fanout=False, timeout=None)

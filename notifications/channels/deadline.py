@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -138,7 +139,29 @@ def install(session):
     adapter = DeadlineAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    _remember_environment(session)
     return session
+
+
+def _remember_environment(session):
+    """requests reads the proxy and CA-bundle variables from the environment
+    on every call (os.environ scanned each time: a tenth of a worker's CPU per
+    message). A worker's environment does not change, so the answer is kept
+    per scheme and host; arguments given explicitly still win as in requests."""
+    original = session.merge_environment_settings
+    cache = {}
+
+    def merge_environment_settings(url, proxies, stream, verify, cert):
+        if proxies or not session.trust_env:
+            return original(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc.rpartition("@")[2], stream, verify, cert)
+        if key not in cache:
+            cache[key] = original(url, proxies, stream, verify, cert)
+        merged = cache[key]
+        return {**merged, "proxies": dict(merged["proxies"])}
+
+    session.merge_environment_settings = merge_environment_settings
 
 
 def post(session, url, seconds, **kwargs):
