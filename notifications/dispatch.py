@@ -25,9 +25,10 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-# Above this many messages, the producer publishes a few fan-out tasks and a
-# worker publishes the delivery tasks: a broadcast to thousands returns fast.
-FANOUT_THRESHOLD = 50
+# Above this many delivery tasks (each a batch, see batches()), the producer
+# publishes a few fan-out tasks and a worker publishes the delivery tasks: a
+# producer never pays more than this many publishes (~1 ms each).
+FANOUT_THRESHOLD_TASKS = 40
 FANOUT_CHUNK = 2000
 # Publishing threads shared by a process's producers; few, since each waits on
 # one Redis: when all are stuck on a hung broker, callers still time out.
@@ -78,7 +79,7 @@ def publish(messages, *, fanout=True, timeout="default"):
     done = [pk for pk in list(published) if pk is not None]
     if done:
         MessageLog.objects.filter(pk__in=done).update(published_at=timezone.now())
-    return len(messages) if fanout and len(messages) > FANOUT_THRESHOLD and not error else len(done)
+    return len(messages) if fanout and _fans_out(messages) and not error else len(done)
 
 
 def send(messages):
@@ -111,12 +112,16 @@ def batches(messages):
     return result
 
 
+def _fans_out(messages):
+    return len(messages) > FANOUT_THRESHOLD_TASKS and len(batches(messages)) > FANOUT_THRESHOLD_TASKS
+
+
 def _send(messages, fanout, published):
     """Runs in the publishing thread (or inline): appends each id published.
     Fan-out chunks are marked published by the worker that expands them."""
     from workers.tasks import deliver_messages, publish_messages
 
-    if fanout and len(messages) > FANOUT_THRESHOLD:
+    if fanout and _fans_out(messages):
         for start in range(0, len(messages), FANOUT_CHUNK):
             chunk = messages[start : start + FANOUT_CHUNK]
             publish_messages.apply_async(args=[[[i, c] for i, c in chunk]], queue=settings.CELERY_DEFAULT_QUEUE_NAME)
