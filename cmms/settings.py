@@ -273,7 +273,7 @@ DELIVERY = {
     # One delivery task carries at most this many messages of one channel
     # (claimed in one UPDATE, loaded in one SELECT, successes written in bulk)...
     "BATCH_MAX": env_int("DELIVERY_BATCH_MAX", 50),
-    # ...and a publish is spread over at least this many tasks, so that as many
+    # ...and a publish is spread over up to this many tasks, so that as many
     # worker threads send in parallel (the default worker concurrency).
     "BATCH_SPREAD": env_int("DELIVERY_BATCH_SPREAD", 32),
 }

@@ -97,10 +97,11 @@ def send(messages):
 
 def batches(messages):
     """[(queue, [ids])]: one delivery task per batch of one queue's messages.
-    A publish is spread over at least DELIVERY["BATCH_SPREAD"] tasks (so that
-    as many worker threads send in parallel, each at the provider's latency),
-    each carrying at most DELIVERY["BATCH_MAX"] ids (one task's claim, load
-    and record serve them all)."""
+    A publish is spread over as many as DELIVERY["BATCH_SPREAD"] tasks (so
+    that as many worker threads send in parallel, each at the provider's
+    latency), each carrying at most DELIVERY["BATCH_MAX"] ids (one task's
+    claim, load and record serve them all): 10 messages are 10 tasks, 120 are
+    30 tasks of 4, 2,000 are 40 tasks of 50."""
     by_queue = {}
     for message_id, channel_type in messages:
         by_queue.setdefault(queue_for(channel_type), []).append(message_id)

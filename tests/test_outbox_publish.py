@@ -111,10 +111,27 @@ def test_a_burst_of_producers_during_an_outage_never_blocks_nor_raises(broker, f
     assert MessageLog.objects.filter(status="QUEUED").count() == 36
 
 
-def test_a_broadcast_publishes_a_few_fanout_tasks_not_one_per_message(broker):
+def test_a_broadcast_publishes_batches_of_messages_not_one_task_per_message(broker):
+    import json
+
+    import redis
+
     for i in range(120):
         make_user(telegram=1000 + i)
     with transaction.atomic():
         stats = MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Mantenimiento general mañana")
     assert stats == {"total": 120, "success": 120, "failed": 0}
-    assert queue_length(broker, "default") == 1 and queue_length(broker) == 0
+    tasks = [json.loads(raw) for raw in redis.Redis(port=broker.port).lrange("telegram", 0, -1)]
+    batches = [json.loads(__import__("base64").b64decode(t["body"]))[0][0] for t in tasks]
+    assert {t["headers"]["task"] for t in tasks} == {"workers.deliver_messages"}
+    assert len(batches) == 30 and {len(b) for b in batches} == {4}  # 120 over up to 32 tasks (BATCH_SPREAD)
+    assert sorted(pk for batch in batches for pk in batch) == sorted(
+        MessageLog.objects.values_list("pk", flat=True))
+
+
+def test_a_publish_of_more_tasks_than_a_producer_should_make_goes_through_fanout_tasks(broker):
+    from notifications import dispatch
+
+    pairs = [(pk, "TELEGRAM") for pk in range(1, 2101)]  # 2,100 messages: 42 batches of 50
+    assert dispatch.publish(pairs) == 2100
+    assert queue_length(broker, "default") == 2 and queue_length(broker) == 0  # chunks of 2,000 ids
