@@ -21,6 +21,8 @@ SCENARIO_KEYS = {
     "producer": ("producer_p50_ms", "producer_p99_ms", "producer_slow_over_fast"),
     "pipeline": ("pipeline_msgs_per_s", "raw_http_msgs_per_s", "pipeline_over_raw_http"),
     "ratelimit": ("ratelimit_efficiency", "ratelimit_429"),
+    "default_worker": ("default_worker_ratelimit_efficiency", "default_worker_429",
+                       "celery_default_prefork_efficiency"),
     "broadcast": ("broadcast_10k_return_s", "broadcast_10k_all_queued_s"),
     "latency": ("e2e_p50_ms", "e2e_p99_ms"),
     "memory": ("worker_rss_mb",),
@@ -44,6 +46,10 @@ GOALS = {
     # sliding window and +-50 ms jitter answer 429 to a pace at the limit.
     "ratelimit_efficiency": Goal(">=", 0.8),
     "ratelimit_429": Goal("<=", 0),
+    # As ratelimit_efficiency: the limiter paces at RATE_LIMIT_MARGIN (0.85) of the limit.
+    "default_worker_ratelimit_efficiency": Goal(">=", 0.8),
+    "default_worker_429": Goal("<=", 0),
+    "default_worker_over_paced": Goal(">=", 0.95),
     "broadcast_10k_return_s": Goal("<=", 1.0),
     "e2e_p50_ms": Goal("<=", 20),
     "e2e_p99_ms": Goal("<=", 100),
@@ -69,7 +75,7 @@ SIZES = {
     "tiny": {
         "producer_calls": 15, "warmup": 3,
         "pipeline_messages": 60, "pipeline_rounds": 1,
-        "ratelimit_chats": 40,
+        "ratelimit_chats": 40, "default_worker_chats": 30,
         "broadcast_users": 300,
         "latency_samples": 10,
         "memory_messages": 300,
@@ -85,7 +91,7 @@ SIZES = {
     "full": {
         "producer_calls": 600, "warmup": 20,
         "pipeline_messages": 2000, "pipeline_rounds": 3,
-        "ratelimit_chats": 600,
+        "ratelimit_chats": 600, "default_worker_chats": 300,
         "broadcast_users": 10_000,
         "latency_samples": 300,
         "memory_messages": 10_000,

@@ -372,11 +372,13 @@ class Bench:
         return worker_env(self.redis.url, self.sandbox.url, **{**PRODUCTION_ENV, **extra})
 
     @contextlib.contextmanager
-    def workers(self, count=1, queues=None, concurrency=None, profile=None, **env):
+    def workers(self, count=1, queues=None, concurrency=None, profile=None, plain=False, **env):
         """Start ``count`` worker processes (in parallel) and stop them hard at
-        the end: a scenario's leftovers must not leak into the next one."""
+        the end: a scenario's leftovers must not leak into the next one.
+        ``plain``: no -P/-c at all, as a user types the command."""
+        pool, concurrency = (None, None) if plain else (self.pool, concurrency or self.concurrency)
         started = [
-            Worker(self.worker_env(**env), queues=queues, pool=self.pool, concurrency=concurrency or self.concurrency)
+            Worker(self.worker_env(**env), queues=queues, pool=pool, concurrency=concurrency)
             for _ in range(count)
         ]
         profilers = []

@@ -176,6 +176,13 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
+# What a plain `celery -A celery_app worker` runs. Delivery is I/O-bound: the
+# prefork default (one process per core) keeps two requests in flight on two
+# cores, half of Telegram's 30/s at 200 ms of latency; 32 threads keep enough.
+# `-c N` and `-P gevent|solo|threads` override these; Celery reads `-P prefork`
+# as "not given", so prefork is chosen with CELERY_WORKER_POOL=prefork.
+CELERY_WORKER_POOL = os.environ.get("CELERY_WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_SERIALIZER = "json"

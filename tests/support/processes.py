@@ -93,10 +93,12 @@ class Worker:
     so that ``kill(hard=True)`` takes the parent and its children at once."""
 
     def __init__(self, env, queues=None, pool="threads", concurrency=8, name=None, extra_args=()):
+        """``pool=None, concurrency=None``: no -P/-c, as a user types it (the settings decide)."""
         self.env = {**os.environ, **env}
         self.name = name or f"w{free_port()}@127.0.0.1"
-        self.args = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-l", "info", "-P", pool,
-                     "-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle", *extra_args]
+        self.args = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-l", "info",
+                     *(["-P", pool] if pool else []), *(["-c", str(concurrency)] if concurrency else []),
+                     "-n", self.name, "--without-gossip", "--without-mingle", *extra_args]
         if queues:
             self.args += ["-Q", ",".join(queues)]
         self.log_path = Path(tempfile.mkstemp(prefix="cmms-worker-", suffix=".log")[1])
