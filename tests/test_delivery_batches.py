@@ -123,3 +123,26 @@ def test_a_publish_is_spread_over_enough_tasks_and_each_task_is_bounded(settings
         (dispatch.queue_for("EMAIL"), [2])])
     assert sum(len(ids) for _q, ids in large) == 2000 and sorted(i for _q, ids in large for i in ids) == list(
         range(2000))
+
+
+def test_a_row_retried_by_a_batch_can_be_delivered_again_while_the_batch_still_runs(channel):
+    """A retry's countdown task may come back to this process before the rest
+    of its batch is done: the row is no longer held, so it is sent."""
+    deferred, slow = queued(chat="601"), queued(chat="602")
+    seen = {}
+
+    class SendsTheDeferredOneMeanwhile(StubChannel):
+        def send(self, address, message):
+            if address == "602":  # the batch's second row: the first is RETRYING
+                MessageLog.objects.filter(pk=deferred.pk).update(next_attempt_at=timezone.now())
+                seen["meanwhile"] = delivery.deliver(deferred.pk)
+            return super().send(address, message)
+
+    stub = SendsTheDeferredOneMeanwhile()
+    stub.outcomes = [ChannelError("Bad Gateway", code=502)]
+    from workers import channels
+
+    channels.get = lambda channel_type: stub  # monkeypatched back by the fixture
+    assert delivery.deliver_batch([deferred.pk, slow.pk]) == {deferred.pk: "retrying", slow.pk: "sent"}
+    assert seen["meanwhile"] == "sent"
+    assert reload(deferred).status == "SENT" and stub.sent == ["601", "601", "602"]

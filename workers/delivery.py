@@ -64,17 +64,28 @@ def deliver_batch(message_ids):
                 mine.append(pk)
     if not mine:
         return outcomes
-    recorder = SuccessRecorder()
+    owned = set(mine)  # released one by one as their outcomes are written
+
+    def release(ids):
+        with _in_flight_lock:
+            ids = owned.intersection(ids)
+            owned.difference_update(ids)
+            _in_flight.difference_update(ids)
+
+    recorder = SuccessRecorder(on_written=release)
     try:
         for log in claim_batch(mine):
             outcomes[log.pk] = _deliver_claimed(log, recorder)
+            if not recorder.holds(log.pk):
+                # Its outcome is in the database (a deferral's countdown task
+                # may come back while this batch still runs): no longer ours.
+                release([log.pk])
             recorder.flush_if_due()
     finally:
         try:
             recorder.flush()
         finally:
-            with _in_flight_lock:
-                _in_flight.difference_update(mine)
+            release(list(owned))
     return outcomes
 
 
@@ -157,9 +168,14 @@ class SuccessRecorder:
     FLUSH_EVERY = 25
     FLUSH_AFTER_S = 0.05
 
-    def __init__(self):
+    def __init__(self, on_written=None):
         self.rows = []
         self.first_at = 0.0
+        self.on_written = on_written
+
+    def holds(self, message_id):
+        """A success not written yet: the row is still SENDING and in flight."""
+        return any(row[0] == message_id for row in self.rows)
 
     def add(self, log, provider_id):
         if not self.rows:
@@ -175,6 +191,8 @@ class SuccessRecorder:
         if self.rows:
             rows, self.rows = self.rows, []
             persist(record_successes, rows)
+            if self.on_written:
+                self.on_written([row[0] for row in rows])
 
 
 def record_successes(rows):
