@@ -153,6 +153,10 @@ def test_a_blocked_telegram_chat_fails_over_to_the_next_channel_through_beat(e2e
         assert set(result) == {"TELEGRAM"}
         telegram = MessageLog.objects.get(pk=result.message_ids["TELEGRAM"])
         copy = wait_for(lambda: telegram.failovers.first(), timeout=LATE_S, interval=0.2, message="the failover")
+        # The copy is QUEUED when written, then delivered by the inapp queue's worker.
+        wait_for(lambda: MessageLog.objects.get(pk=copy.pk).status != "QUEUED", timeout=LATE_S, interval=0.1,
+                 message="the failover copy delivered")
+        copy.refresh_from_db()
         telegram.refresh_from_db()
         assert telegram.status == "FAILED" and "blocked" in telegram.last_error
         assert (copy.channel_type, copy.status) == ("IN_APP", "SENT")

@@ -75,12 +75,13 @@ def deliver_batch(message_ids):
     recorder = SuccessRecorder(on_written=release)
     try:
         for log in claim_batch(mine):
+            started = time.monotonic()
             outcomes[log.pk] = _deliver_claimed(log, recorder)
             if not recorder.holds(log.pk):
                 # Its outcome is in the database (a deferral's countdown task
                 # may come back while this batch still runs): no longer ours.
                 release([log.pk])
-            recorder.flush_if_due()
+            recorder.flush_if_due(last_send_s=time.monotonic() - started)
     finally:
         try:
             recorder.flush()
@@ -160,10 +161,12 @@ def _deliver_claimed(log, recorder=None):
 
 class SuccessRecorder:
     """Successes of one batch, written to the database in bulk: one UPDATE
-    for up to FLUSH_EVERY rows, each with its own provider id and time. A
-    row waits at most FLUSH_AFTER_S (or until the next send ends) before it
-    is written, so the database sees SENT promptly at provider latency and
-    in bulk when sends are fast."""
+    for up to FLUSH_EVERY rows, each with its own provider id and time.
+    Written at once when the send took FLUSH_AFTER_S or more (at provider
+    latency the next send would keep it unwritten as long: a worker killed
+    then would send it twice), else once the oldest has waited that long, so
+    the database sees SENT promptly and rows are written in bulk only when
+    sends are fast."""
 
     FLUSH_EVERY = 25
     FLUSH_AFTER_S = 0.05
@@ -183,8 +186,9 @@ class SuccessRecorder:
         self.rows.append((log.pk, str(provider_id)[:128], timezone.now(), log.chunks_sent))
         return "sent"
 
-    def flush_if_due(self):
-        if self.rows and (len(self.rows) >= self.FLUSH_EVERY or time.monotonic() - self.first_at >= self.FLUSH_AFTER_S):
+    def flush_if_due(self, last_send_s=0.0):
+        if self.rows and (len(self.rows) >= self.FLUSH_EVERY or last_send_s >= self.FLUSH_AFTER_S
+                          or time.monotonic() - self.first_at >= self.FLUSH_AFTER_S):
             self.flush()
 
     def flush(self):
