@@ -11,6 +11,7 @@ import time
 
 from .escalation_scan import escalation_scan
 from .harness import cpu_seconds, median, percentile, rss_mb
+from .multihost import multihost
 from .whatsapp import whatsapp
 
 TITLE = "Orden de trabajo OT-12345"
@@ -1142,4 +1143,5 @@ SCENARIOS = {
     "email": email,
     "escalation": escalation_scan,
     "inbox": inbox,
+    "multihost": multihost,
 }
