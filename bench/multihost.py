@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -428,6 +429,18 @@ class Cluster:
         return {pk for (pk,) in self.query(
             "SELECT id FROM notifications_messagelog WHERE status = 'SENDING' AND claimed_by LIKE ANY(%s)", [pids])}
 
+    def heartbeats(self, workers):
+        """True when every one of these worker processes has its liveness key
+        (workers/liveness.py: hostname:pid; the namespaces share the host name)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+        try:
+            keys = [f"cmms:worker:alive:{socket.gethostname()[:60]}:{w.pid}" for w in workers]
+            return all(client.exists(key) for key in keys)
+        finally:
+            client.close()
+
     def fresh(self, **sandbox_config):
         """No rows, no limiter state, an empty sandbox configured as asked."""
         import redis
@@ -581,7 +594,7 @@ def cut_network(cluster, log=print, cut_at=1 / 3, max_cut_s=90.0):
 
     h1, _h2 = cluster.topo.hosts
     cut_workers = [w for h, w in cluster.workers if h == h1]
-    ttl = float(cluster.env().get("DELIVERY_WORKER_HEARTBEAT_TTL_S", 6.0))
+    ttl = float(cut_workers[0].env.get("DELIVERY_WORKER_HEARTBEAT_TTL_S", 6.0))  # the default in cmms/settings.py
     n = cluster.sizes["cut"]
     _limited(cluster)
     with RelayTicker(cluster.redis_url):
@@ -611,6 +624,11 @@ def cut_network(cluster, log=print, cut_at=1 / 3, max_cut_s=90.0):
         wait_for(lambda: len({m["chat_id"] for m in cluster.received("cut")}) >= n, timeout=60, interval=0.2,
                  message="every chat to receive the broadcast")
         all_sent_s = time.monotonic() - cut_at_t
+        # h1 is back in touch: its heartbeat (expired during the cut) is renewed.
+        restored_t = cut_at_t + cut_s
+        wait_for(lambda: cluster.heartbeats(cut_workers), timeout=60, interval=0.2,
+                 message="h1's heartbeat to come back after the cut")
+        rejoin_s = time.monotonic() - restored_t
     received = cluster.received("cut")
     per_chat = Counter(int(m["chat_id"]) for m in received)
     held_chats = {int(r) for (r,) in cluster.query(
@@ -631,13 +649,16 @@ def cut_network(cluster, log=print, cut_at=1 / 3, max_cut_s=90.0):
         "held_settled_s": held_settled_s,
         "cut_s": cut_s,
         "all_sent_s": all_sent_s,
+        "rejoin_s": rejoin_s,
+        "ttl_s": ttl,
+        "survived": all(w.proc.poll() is None for w in cut_workers),
         "too_many": cluster.sandbox.stats().get("responses_by_status", {}).get("429", 0),
     }
     log(f"  multihost cut: h1 cut after {received_at_cut} of {n} arrived, holding {len(held)} row(s); "
         f"those settled {held_settled_s:.1f} s later, link back after {cut_s:.1f} s, everything SENT "
         f"{all_sent_s:.1f} s after the cut; statuses {statuses}, {result['duplicates']} duplicate(s) "
         f"(chats {sorted(result['duplicate_chats'])[:10]}, held at the cut {sorted(held_chats)[:10]}), "
-        f"{result['too_many']} x 429")
+        f"{result['too_many']} x 429; h1's heartbeat back {rejoin_s:.1f} s after its link")
     return result
 
 
@@ -663,5 +684,10 @@ def multihost(bench):
         "multihost_cut_recovery_s": cut["held_settled_s"],
         "multihost_cut_all_sent_s": cut["all_sent_s"],
         "multihost_cut_429": cut["too_many"],
+        # A duplicate whose row is not flagged possible_duplicate (should be 0).
+        "multihost_cut_unflagged_duplicates": len(cut["duplicate_chats"] - cut["flagged"]),
+        # From the link's return until h1's heartbeat is back (its worker survived the cut).
+        "multihost_cut_rejoin_s": cut["rejoin_s"],
+        "multihost_cut_heartbeat_ttl_s": cut["ttl_s"],
     })
     return results
