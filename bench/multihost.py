@@ -487,8 +487,9 @@ def rate_of(received):
 
 
 def _succeeded(worker):
-    """Delivery tasks this worker finished, from its log (celery -l info)."""
-    return len(re.findall(r"workers\.deliver_message\[[^\]]+\] succeeded", worker.log()))
+    """Delivery tasks (one message, or a batch of one channel's) this worker
+    finished, from its log (celery -l info)."""
+    return len(re.findall(r"workers\.deliver_messages?\[[^\]]+\] succeeded", worker.log()))
 
 
 class RelayTicker:
