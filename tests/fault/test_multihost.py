@@ -10,6 +10,8 @@ twice only for rows the cut host held at the cut (sends in flight), each
 flagged possible_duplicate; the cut host's worker comes back by itself.
 """
 
+import subprocess
+
 import pytest
 
 from bench.multihost import CONCURRENCY, SHARED_LIMIT, Cluster, cut_network, unavailable_reason
@@ -25,6 +27,10 @@ def test_cutting_one_hosts_network_mid_broadcast_loses_nothing_and_duplicates_on
     with Cluster({"cut": MESSAGES}) as cluster:
         cluster.start_workers(cluster.topo.hosts, CONCURRENCY, **SHARED_LIMIT)
         result = cut_network(cluster)
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not {cluster.topo.infra, *cluster.topo.hosts} & set(left.split()), left  # deleted at the end
+    assert f" {cluster.topo.root_link}@" not in links
     assert result["held_at_cut"] > 0, "the cut host held nothing: the cut came too late to prove anything"
     assert result["statuses"] == {"SENT": MESSAGES}
     assert result["chats_received"] == MESSAGES
