@@ -125,7 +125,9 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Kept open as on PostgreSQL: a new SQLite connection (WAL pragma, registering
+    # functions) was a fifth of a worker's CPU per message (docs/benchmarks.md).
+    DATABASES["default"]["CONN_MAX_AGE"] = env_float("SQLITE_CONN_MAX_AGE", 60)
     DATABASES["default"]["OPTIONS"] = {
         # Worker threads and the web process write concurrently: wait for the
         # lock instead of failing, and take it at BEGIN so upgrades cannot deadlock.

@@ -142,7 +142,7 @@ def _release(user_id, channel_type, now):
         if len(rows) == 1:
             if MessageLog.objects.filter(pk=ids[0], status=MessageStatus.HELD).update(
                     status=MessageStatus.QUEUED, next_attempt_at=now, updated_at=now):
-                transaction.on_commit(lambda: dispatch.publish([(ids[0], channel_type)]))
+                dispatch.publish_on_commit([(ids[0], channel_type)])
             return 1, None
         latest = rows[-1]
         title = ngettext("%(n)d notice while you were off shift", "%(n)d notices while you were off shift",
@@ -157,5 +157,5 @@ def _release(user_id, channel_type, now):
         MessageLog.objects.filter(pk__in=ids, status=MessageStatus.HELD).update(
             status=MessageStatus.SKIPPED, digest=digest, updated_at=now,
             last_error=_("Sent in the off-shift digest #%(id)d.") % {"id": digest.pk})
-        transaction.on_commit(lambda: dispatch.publish([(digest.pk, channel_type)]))
+        dispatch.publish_on_commit([(digest.pk, channel_type)])
         return len(rows), digest

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,41 @@ def publish(messages, *, fanout=True, timeout="default"):
     if done:
         MessageLog.objects.filter(pk__in=done).update(published_at=timezone.now())
     return len(messages) if fanout and _fans_out(messages) and not error else len(done)
+
+
+def publish_on_commit(messages, using=None):
+    """Publish ``messages`` once the current transaction commits (at once
+    without one). Every call in one transaction joins one publish: a
+    producer that calls send_to_user 500 times in a transaction makes one
+    bounded publish of batches, not 500 publishes of one message each."""
+    messages = list(messages)
+    if not messages:
+        return
+    conn = transaction.get_connection(using)
+    pending = getattr(conn, "_cmms_pending_publish", None)
+    # Joined only at the same savepoint level (what a savepoint's rollback
+    # discards stays exact) and while it is the last callback, in order.
+    if not conn.in_atomic_block or pending is None or pending.ran or not conn.run_on_commit or (
+            conn.run_on_commit[-1][1] is not pending.callback
+            or conn.run_on_commit[-1][0] != set(conn.savepoint_ids)):
+        pending = conn._cmms_pending_publish = _PendingPublish()
+        transaction.on_commit(pending.callback, using=using)
+    pending.messages.extend(messages)
+
+
+class _PendingPublish:
+    """The messages of one transaction's publish."""
+
+    def __init__(self):
+        self.messages = []
+        self.ran = False
+
+        def callback():
+            self.ran = True
+            messages, self.messages = self.messages, []
+            publish(messages)
+
+        self.callback = callback
 
 
 def send(messages):

@@ -129,7 +129,7 @@ def _resend(log, pref, now):
     if status != S.SKIPPED and spec.on_write:
         spec.on_write([copy])  # the in-app inbox stores its entry, as the router does
     if status == S.QUEUED:
-        transaction.on_commit(lambda: dispatch.publish([(copy.pk, copy.channel_type)]))
+        dispatch.publish_on_commit([(copy.pk, copy.channel_type)])
     logger.info("Message %s failed over from %s to %s as %s.", log.pk, log.channel_type, copy.channel_type, copy.pk)
     return copy
 

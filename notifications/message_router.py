@@ -330,9 +330,9 @@ class MessageRouter:
                     row._created = True
             # A SKIPPED row (an inactive user, a disabled channel) was not delivered: no inbox entry.
             self._on_write([row for row in rows if row._created and row.status != MessageStatus.SKIPPED])
-            queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]
-            if queued:
-                transaction.on_commit(lambda: dispatch.publish(queued))
+        queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]
+        if queued:  # registered in the caller's transaction, after the rows' savepoint
+            dispatch.publish_on_commit(queued)
         return rows
 
     def _insert_idempotent(self, rows, key):

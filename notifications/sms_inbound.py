@@ -124,5 +124,5 @@ def send_reply(event, user, to, text):
             row.save(force_insert=True)
     except IntegrityError:
         return None
-    transaction.on_commit(lambda: dispatch.publish([(row.pk, row.channel_type)]))
+    dispatch.publish_on_commit([(row.pk, row.channel_type)])
     return row

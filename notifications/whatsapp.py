@@ -215,7 +215,7 @@ def resend_as_template(log):
     MessageLog.objects.filter(pk=log.pk).update(
         last_error=_("%(error)s Resent as its template in message #%(copy)d.") % {
             "error": log.last_error, "copy": copy.pk})
-    transaction.on_commit(lambda: dispatch.publish([(copy.pk, WHATSAPP)]))
+    dispatch.publish_on_commit([(copy.pk, WHATSAPP)])
     return f"#{log.pk}: 131047, resent as template in #{copy.pk}"
 
 
@@ -234,7 +234,7 @@ def reply(pref, text):
     row = MessageLog.objects.create(
         user_id=pref.user_id, channel_type=WHATSAPP, recipient=to_e164(pref.channel_user_id),
         message_type="bot_reply", body=text, created_at=now, updated_at=now, next_attempt_at=now)
-    transaction.on_commit(lambda: dispatch.publish([(row.pk, WHATSAPP)]))
+    dispatch.publish_on_commit([(row.pk, WHATSAPP)])
     return row
 
 

@@ -135,3 +135,41 @@ def test_a_publish_of_more_tasks_than_a_producer_should_make_goes_through_fanout
     pairs = [(pk, "TELEGRAM") for pk in range(1, 2101)]  # 2,100 messages: 42 batches of 50
     assert dispatch.publish(pairs) == 2100
     assert queue_length(broker, "default") == 2 and queue_length(broker) == 0  # chunks of 2,000 ids
+
+
+def test_many_producer_calls_in_one_transaction_make_one_publish_of_batches(broker):
+    users = [make_user(telegram=3000 + i) for i in range(100)]
+    with transaction.atomic():
+        for user in users:
+            MessageRouter().send_to_user(user, "OT-7", "Orden asignada", message_type="work_order_assigned")
+        assert queue_length(broker) == 0  # nothing before the commit
+    # 100 messages spread over up to 32 tasks (DELIVERY_BATCH_SPREAD): 25 tasks of 4, not 100 of 1.
+    assert queue_length(broker) == 25
+    assert MessageLog.objects.filter(published_at__isnull=True).count() == 0
+
+
+def test_a_rolled_back_savepoint_drops_its_messages_and_keeps_the_others(broker):
+    kept, dropped = make_user(telegram=3201), make_user(telegram=3202)
+    with transaction.atomic():
+        MessageRouter().send_to_user(kept, "OT-8", "Orden asignada", message_type="work_order_assigned")
+        try:
+            with transaction.atomic():
+                MessageRouter().send_to_user(dropped, "OT-9", "Orden asignada", message_type="work_order_assigned")
+                raise RuntimeError("the producer changed its mind")
+        except RuntimeError:
+            pass
+        MessageRouter().send_to_user(kept, "OT-10", "Orden asignada", message_type="work_order_assigned")
+    assert MessageLog.objects.filter(user=kept, published_at__isnull=False).count() == 2
+    assert not MessageLog.objects.filter(user=dropped).exists()
+    assert queue_length(broker) == 2
+
+
+def test_a_rolled_back_transaction_publishes_nothing_and_the_next_one_publishes_its_own(broker):
+    user = make_user(telegram=3301)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        MessageRouter().send_to_user(user, "OT-11", "Orden asignada", message_type="work_order_assigned")
+        raise RuntimeError("rolled back")
+    assert queue_length(broker) == 0
+    with transaction.atomic():
+        MessageRouter().send_to_user(user, "OT-12", "Orden asignada", message_type="work_order_assigned")
+    assert queue_length(broker) == 1 and MessageLog.objects.get().body == "Orden asignada"
