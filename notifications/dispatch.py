@@ -99,7 +99,9 @@ def publish_on_commit(messages, using=None):
             conn.run_on_commit[-1][1] is not pending.callback
             or conn.run_on_commit[-1][0] != set(conn.savepoint_ids)):
         pending = conn._cmms_pending_publish = _PendingPublish()
-        transaction.on_commit(pending.callback, using=using)
+        pending.messages.extend(messages)
+        transaction.on_commit(pending.callback, using=using)  # runs at once outside a transaction
+        return
     pending.messages.extend(messages)
 
 

@@ -173,3 +173,10 @@ def test_a_rolled_back_transaction_publishes_nothing_and_the_next_one_publishes_
     with transaction.atomic():
         MessageRouter().send_to_user(user, "OT-12", "Orden asignada", message_type="work_order_assigned")
     assert queue_length(broker) == 1 and MessageLog.objects.get().body == "Orden asignada"
+
+
+def test_outside_a_transaction_a_producer_call_publishes_at_once(broker):
+    from notifications import dispatch
+
+    dispatch.publish_on_commit([(1, "TELEGRAM"), (2, "TELEGRAM")])  # autocommit: no transaction to wait for
+    assert queue_length(broker) == 2
