@@ -162,14 +162,15 @@ def _deliver_claimed(log, recorder=None):
 class SuccessRecorder:
     """Successes of one batch, written to the database in bulk: one UPDATE
     for up to FLUSH_EVERY rows, each with its own provider id and time.
-    Written at once when the send took FLUSH_AFTER_S or more (at provider
+    Written at once when the send took SLOW_SEND_S or more (at provider
     latency the next send would keep it unwritten as long: a worker killed
-    then would send it twice), else once the oldest has waited that long, so
+    then would send it twice), else once the oldest has waited FLUSH_AFTER_S, so
     the database sees SENT promptly and rows are written in bulk only when
     sends are fast."""
 
     FLUSH_EVERY = 25
-    FLUSH_AFTER_S = 0.05
+    FLUSH_AFTER_S = 0.2
+    SLOW_SEND_S = 0.05
 
     def __init__(self, on_written=None):
         self.rows = []
@@ -187,7 +188,7 @@ class SuccessRecorder:
         return "sent"
 
     def flush_if_due(self, last_send_s=0.0):
-        if self.rows and (len(self.rows) >= self.FLUSH_EVERY or last_send_s >= self.FLUSH_AFTER_S
+        if self.rows and (len(self.rows) >= self.FLUSH_EVERY or last_send_s >= self.SLOW_SEND_S
                           or time.monotonic() - self.first_at >= self.FLUSH_AFTER_S):
             self.flush()
 
