@@ -7,7 +7,7 @@ consumes all of them, and production runs one pool per channel with ``-Q``.
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmms.settings")
 
@@ -20,7 +20,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 from django.conf import settings  # noqa: E402  (after the settings module is set)
 
-app.conf.task_queues = [Queue(settings.CELERY_DEFAULT_QUEUE_NAME), Queue(settings.INBOUND_QUEUE_NAME)] + [
-    Queue(name) for name in sorted(set(settings.NOTIFICATION_QUEUES.values()))
+
+def durable_queue(name):
+    """A durable queue bound to a durable direct exchange of its own name: on
+    RabbitMQ the queue and its persistent tasks survive a broker restart
+    (tasks are published straight to the queue by name either way)."""
+    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True, auto_delete=False)
+
+
+app.conf.task_queues = [durable_queue(settings.CELERY_DEFAULT_QUEUE_NAME), durable_queue(settings.INBOUND_QUEUE_NAME)] + [
+    durable_queue(name) for name in sorted(set(settings.NOTIFICATION_QUEUES.values()))
 ]
 app.autodiscover_tasks(["workers", "cmms", "notifications"])

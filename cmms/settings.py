@@ -171,7 +171,11 @@ CELERY_DEFAULT_QUEUE_NAME = "default"
 # queue, so a person's press is not stuck behind a broadcast's fan-out.
 INBOUND_QUEUE_NAME = "inbound"
 
+# Redis by default; RabbitMQ with CELERY_BROKER_URL=amqp://user:password@host:5672/vhost
+# (docs/operations.md, "Brokers: Redis or RabbitMQ"). Redis stays the rate
+# limiter's store, the heartbeats' and the channel layer's either way.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+BROKER_IS_AMQP = CELERY_BROKER_URL.partition("://")[0].lower() in ("amqp", "amqps", "pyamqp")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
@@ -198,7 +202,7 @@ CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)
 # Producers must never hang on a dead broker: connect fast, fail fast, and let
 # the outbox relay publish the row later (see notifications.dispatch).
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 1.0)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+REDIS_BROKER_TRANSPORT_OPTIONS = {
     # Longer than any countdown we schedule (short retries only; long waits live
     # in MessageLog.next_attempt_at), so an unacked task is not redelivered early.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
@@ -210,6 +214,31 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+AMQP_BROKER_TRANSPORT_OPTIONS = {
+    # Publisher confirms: a publish returns once RabbitMQ has the task (on disk,
+    # for a persistent message to a durable queue); a nack raises, and the row
+    # stays for the relay.
+    "confirm_publish": True,
+    # A hung RabbitMQ (accepts connections, never answers) frees a publishing
+    # thread and its connection after this; the producer itself waits at most
+    # DELIVERY["PUBLISH_TIMEOUT_S"] (notifications.dispatch).
+    "read_timeout": env_float("AMQP_SOCKET_TIMEOUT", 5.0),
+    "write_timeout": env_float("AMQP_SOCKET_TIMEOUT", 5.0),
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = AMQP_BROKER_TRANSPORT_OPTIONS if BROKER_IS_AMQP else REDIS_BROKER_TRANSPORT_OPTIONS
+# RabbitMQ closes the channel of a consumer that holds an unacknowledged task
+# longer than its consumer_timeout (30 min by default; rabbitmq.conf
+# consumer_timeout, in ms), and an ETA retry waits unacknowledged in the
+# worker: countdowns stay under half of it (workers.broker). Set this to the
+# broker's value when it is lower.
+RABBITMQ_CONSUMER_TIMEOUT_S = env_float("RABBITMQ_CONSUMER_TIMEOUT_S", 1800.0)
+# Every queue is durable (celery_app.py) and every task persistent: a
+# RabbitMQ restart keeps what was queued (Redis: with AOF persistence).
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -3,6 +3,15 @@
 End-to-end tests use ``transactional_db`` (the worker is another process and
 only sees committed rows) and the session's worker, pointed at the test
 database, the private Redis and the sandbox.
+
+One switch picks the session's broker: ``TEST_BROKER=redis`` (the default:
+the private Redis is the broker too) or ``TEST_BROKER=rabbitmq`` (a private
+RabbitMQ node, tests/support/processes.py ``RabbitMQServer``; the private
+Redis stays the rate limiter's, the heartbeats' and the channel layer's).
+A test that starts a Redis of its own uses it as its broker, as before.
+Tests about Redis as the broker are marked ``redis_broker`` and skipped
+under RabbitMQ (each names its RabbitMQ counterpart); tests that need
+RabbitMQ are marked ``rabbitmq`` and skipped under Redis.
 """
 
 import os
@@ -11,20 +20,62 @@ import shutil
 import pytest
 import redis as redis_lib
 
-from tests.support.processes import RedisServer, Worker, wait_for
+from tests.support.processes import RabbitMQServer, RedisServer, Worker, rabbitmq_server_binary, wait_for
 
 SANDBOX_TOKEN = "100000:sandbox-token-not-secret"
+TEST_BROKER = (os.environ.get("TEST_BROKER") or "redis").strip().lower()
+BROKERS = ("redis", "rabbitmq")
+# The session's Redis and its broker (the same URL unless TEST_BROKER=rabbitmq).
+SESSION = {"redis_url": None, "broker_url": None, "broker": None}
+
+
+def pytest_configure(config):
+    if TEST_BROKER not in BROKERS:
+        raise pytest.UsageError(f"TEST_BROKER={TEST_BROKER!r}: use one of {', '.join(BROKERS)}.")
+
+
+def pytest_report_header(config):
+    return f"broker: {TEST_BROKER} (TEST_BROKER)"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Never a silent skip: the reason names the broker and where the
+    counterpart test is."""
+    for item in items:
+        if TEST_BROKER == "rabbitmq":
+            marker = item.get_closest_marker("redis_broker")
+            if marker:
+                why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+                item.add_marker(pytest.mark.skip(reason=f"about Redis as the broker, TEST_BROKER=rabbitmq: {why}"))
+        elif item.get_closest_marker("rabbitmq"):
+            item.add_marker(pytest.mark.skip(
+                reason="needs RabbitMQ as the broker: run with TEST_BROKER=rabbitmq (the third pass of .ci/run)"))
+
+
+def broker_for(redis_url):
+    """The broker that goes with ``redis_url``: the session's broker for the
+    session's Redis, else that Redis itself (a test's own Redis is its broker)."""
+    if redis_url and redis_url == SESSION["redis_url"] and SESSION["broker_url"]:
+        return SESSION["broker_url"]
+    return redis_url
 
 
 def _configure_broker(url):
+    """Point this process's producers at broker ``url`` (a Redis URL also
+    becomes REDIS_URL; the session's Redis means the session's broker)."""
     from django.conf import settings
 
     from celery_app import app
     from notifications import dispatch
+    from workers import broker
 
-    settings.REDIS_URL = url
+    redis_url, url = url, broker_for(url)
+    if not broker.is_amqp(redis_url):
+        settings.REDIS_URL = redis_url
     settings.CELERY_BROKER_URL = url
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = broker.transport_options(url)
     app.conf.broker_url = url
+    app.conf.broker_transport_options = broker.transport_options(url)
     if app._pool is not None:
         app._pool.force_close_all()
     app._pool = None
@@ -32,23 +83,45 @@ def _configure_broker(url):
     dispatch.reset_breaker()
 
 
+def rabbitmq_server(**kwargs):
+    """A started private RabbitMQ node, or a clear failure when there is none."""
+    if not rabbitmq_server_binary():
+        pytest.fail("TEST_BROKER=rabbitmq needs rabbitmq-server (apt-get install rabbitmq-server).")
+    return RabbitMQServer(**kwargs).start()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """A private redis-server on a free port; falls back to REDIS_URL only
-    when the binary is missing."""
+    when the binary is missing. With TEST_BROKER=rabbitmq a private RabbitMQ
+    node is started beside it as the session's broker (``broker_server``)."""
     if shutil.which("redis-server"):
         server = RedisServer().start()
-        _configure_broker(server.url)
-        yield server
-        server.close()
-        return
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis_lib.RedisError:
-        pytest.fail(f"Redis is required: install redis-server or start Redis at REDIS_URL ({url}).")
-    _configure_broker(url)
-    yield type("ExternalRedis", (), {"url": url, "port": None})()
+        cleanup = server.close
+    else:
+        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        try:
+            redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping()
+        except redis_lib.RedisError:
+            pytest.fail(f"Redis is required: install redis-server or start Redis at REDIS_URL ({url}).")
+        server = type("ExternalRedis", (), {"url": url, "port": None})()
+        cleanup = None
+    rabbit = rabbitmq_server() if TEST_BROKER == "rabbitmq" else None
+    SESSION.update(redis_url=server.url, broker_url=rabbit.url if rabbit else server.url)
+    SESSION["broker"] = rabbit or server
+    _configure_broker(server.url)
+    yield server
+    if rabbit:
+        rabbit.close()
+    if cleanup:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def broker_server(redis_server):
+    """The session's broker: the private Redis, or with TEST_BROKER=rabbitmq
+    the private RabbitMQ node (``.url``)."""
+    return SESSION["broker"]
 
 
 @pytest.fixture(scope="session")
@@ -140,11 +213,14 @@ def whatsapp_env(whatsapp_sandbox):
     }
 
 
-def worker_env(redis_url, sandbox_url, **extra):
+def worker_env(redis_url, sandbox_url, broker_url=None, **extra):
+    """The environment of a worker (or beat, poller, ASGI server) on the test
+    database, Redis ``redis_url`` and ``broker_url`` (by default the broker
+    that goes with that Redis, see ``broker_for``)."""
     env = {
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url or broker_for(redis_url),
         "TELEGRAM_API_URL": sandbox_url,
         "TELEGRAM_BOT_TOKEN": SANDBOX_TOKEN,
         "DJANGO_SETTINGS_MODULE": "cmms.settings",
@@ -218,8 +294,9 @@ def limiter(redis_server, settings):
 
 
 def point_broker_at(url):
-    """Point this process's producers at another broker (a test's own Redis),
-    dropping pooled connections and the producer pool built on them."""
+    """Point this process's producers at another broker (a test's own Redis or
+    RabbitMQ; the session's Redis means the session's broker), dropping pooled
+    connections and the producer pool built on them."""
     from kombu import pools
 
     from celery_app import app

@@ -19,7 +19,7 @@ from notifications.channels import ChannelError, ChatMigrated, ConfigurationErro
 from notifications.models import MessageLog, MessageStatus, UserChannelPreference
 from notifications.redaction import redact
 
-from . import channels, liveness, metrics, ratelimit
+from . import broker, channels, liveness, metrics, ratelimit
 
 logger = logging.getLogger(__name__)
 CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.RETRYING)
@@ -340,10 +340,10 @@ def policy_rate(name):
 
 def countdown_max():
     """Retries at most this far away go to the broker as a countdown. Kept
-    under half the visibility timeout: Redis hands an unacknowledged task to
-    another worker after it, and an ETA task waits unacknowledged."""
-    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
-    return min(policy("COUNTDOWN_MAX_S"), visibility / 2)
+    under half of what the broker lets a worker hold an unacknowledged task
+    (an ETA task waits unacknowledged): Redis' visibility timeout, RabbitMQ's
+    consumer_timeout (workers.broker)."""
+    return min(policy("COUNTDOWN_MAX_S"), broker.unacked_hold_limit_s() / 2)
 
 
 def defer(log, delay, reason=None):

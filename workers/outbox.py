@@ -11,9 +11,9 @@ What it catches:
   (the task was lost: a worker killed with it prefetched), or published
   very long ago even with a backlog in the queue;
 - a broker that lost its data (Redis restarted without persistence, a
-  failover to an empty replica, FLUSHALL): a marker key it should hold is
-  gone, so every waiting row is published again at once instead of after
-  RELAY_REPUBLISH_AFTER_S;
+  failover to an empty replica, FLUSHALL; a RabbitMQ node rebuilt empty): a
+  marker it should hold is gone (workers.broker), so every waiting row is
+  published again at once instead of after RELAY_REPUBLISH_AFTER_S;
 - a row SENDING past its lease, or held by a worker process whose heartbeat
   stopped (workers.liveness): its worker died mid-attempt.
 """
@@ -21,7 +21,6 @@ What it catches:
 import logging
 from datetime import timedelta
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Q
@@ -31,11 +30,11 @@ from django.utils.translation import gettext as _
 from notifications import delivery_states, dispatch
 from notifications.models import ChannelConfig, MessageLog, MessageStatus
 
-from . import liveness
+from . import broker, liveness
 
 logger = logging.getLogger(__name__)
 WAITING = (MessageStatus.QUEUED, MessageStatus.RETRYING)
-BROKER_MARKER_KEY = "cmms:outbox:broker-marker"
+BROKER_MARKER_KEY = broker.MARKER
 
 
 def relay(now=None):
@@ -95,50 +94,17 @@ def take(due, now, batch):
     return rows
 
 
-def broker_client():
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=1)
-
-
 def queue_backlog(queue):
     """Tasks waiting in a broker queue (not counting those a worker holds);
-    None when the broker cannot tell."""
-    from celery import current_app
-    from kombu.exceptions import ChannelError
-
-    try:
-        with current_app.connection_for_write() as conn:
-            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-    except ChannelError as exc:
-        if "NOT_FOUND" in str(exc):  # never declared on this broker (or it lost its data): empty
-            return 0
-        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
-        return None
-    except Exception as exc:  # noqa: BLE001 - any broker error means "unknown"
-        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
-        return None
+    None when the broker cannot tell. Redis and RabbitMQ alike (workers.broker)."""
+    return broker.queue_depth(queue)
 
 
 def broker_lost_its_data():
-    """When the broker lost its queues, the time it came back (else None).
-
-    A marker key lives next to the queues: if Redis comes back without it, it
-    came back without the queued tasks too (with persistence, AOF, both
-    survive a restart and nothing is republished). The marker is set again at
-    once. Redis' uptime says since when the current data set exists: tasks
-    published after that are in it. On a fresh broker, the first run finds no
-    marker either; the uptime keeps it from republishing what is queued."""
-    try:
-        client = broker_client()
-        try:
-            if not client.set(BROKER_MARKER_KEY, timezone.now().isoformat(), nx=True):
-                return None
-            uptime = int(client.info("server").get("uptime_in_seconds", 0))
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        logger.warning("Relay: cannot check the broker marker (%s)", exc)
-        return None
-    return timezone.now() - timedelta(seconds=uptime + 1)
+    """When the broker lost its queues, a time at or before the loss (else
+    None): a marker kept next to the queues is gone (workers.broker: a Redis
+    key, or on RabbitMQ a durable queue with one persistent message)."""
+    return broker.lost_its_data()
 
 
 def forget_lost_publishes(lost_since):

@@ -1,11 +1,13 @@
 """A private delivery stack for end-to-end and fault tests: its own
-redis-server (broker and rate limiter), worker processes started on demand
-with short env overrides, the session's Telegram sandbox, and an optional
-relay ticker that runs ``workers.relay_outbox`` through the real broker and
-a real worker, as beat would.
+redis-server (rate limiter and, by default, broker), worker processes started
+on demand with short env overrides, the session's Telegram sandbox, and an
+optional relay ticker that runs ``workers.relay_outbox`` through the real
+broker and a real worker, as beat would.
 
 Own Redis, so that no other worker of the session (the shared
 ``celery_worker``) consumes these tasks: the tests count processes and kills.
+With TEST_BROKER=rabbitmq the stack's broker is a RabbitMQ node of its own
+(``stack.broker``; ``stack.redis`` stays the limiter's Redis).
 """
 
 import threading
@@ -14,23 +16,25 @@ from contextlib import contextmanager
 
 from django.db import connection
 
-from tests.conftest import point_broker_at, worker_env
+from tests.conftest import TEST_BROKER, point_broker_at, rabbitmq_server, worker_env
 from tests.support.processes import RedisServer, Worker, wait_for
 
 
 class Stack:
-    def __init__(self, redis_server, sandbox, **env):
+    def __init__(self, redis_server, sandbox, broker=None, **env):
         self.redis = redis_server
+        self.broker = broker or redis_server
         self.sandbox = sandbox
         self.env = env
         self.workers = []
         self._ticker = None
         self._ticking = threading.Event()
 
+    def worker_env(self, **env):
+        return worker_env(self.redis.url, self.sandbox.url, broker_url=self.broker.url, **{**self.env, **env})
+
     def worker(self, concurrency=32, wait=True, pool="threads", **env):
-        started = Worker(
-            worker_env(self.redis.url, self.sandbox.url, **{**self.env, **env}), pool=pool, concurrency=concurrency
-        ).start(wait=wait)
+        started = Worker(self.worker_env(**env), pool=pool, concurrency=concurrency).start(wait=wait)
         self.workers.append(started)
         return started
 
@@ -60,14 +64,24 @@ class Stack:
 
 
 @contextmanager
-def private_stack(session_redis, sandbox, persistent=False, **env):
+def private_stack(session_redis, sandbox, persistent=False, broker=None, **env):
+    """``broker``: "redis" or "rabbitmq" (default TEST_BROKER). ``persistent``
+    is the Redis broker's AOF; a RabbitMQ broker always keeps its durable
+    queues and persistent tasks across a restart."""
+    broker = broker or TEST_BROKER
     server = RedisServer(persistent=persistent).start()
-    point_broker_at(server.url)
-    stack = Stack(server, sandbox, **env)
+    rabbit = None
     try:
-        yield stack
+        rabbit = rabbitmq_server() if broker == "rabbitmq" else None
+        stack = Stack(server, sandbox, broker=rabbit, **env)
+        point_broker_at(stack.broker.url)
+        try:
+            yield stack
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
+        if rabbit:
+            rabbit.close()
         server.close()
         point_broker_at(session_redis.url)
 

@@ -8,7 +8,6 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
-from tests.conftest import worker_env
 from tests.support.recovery import RelayTicker, db_outage_recovery, kill9_recovery
 
 from .conftest import operators
@@ -40,7 +39,7 @@ def test_delivery_resumes_soon_after_a_postgresql_outage_and_nothing_is_lost(mak
     republish_after = 120  # production: a row whose task was lost waits this long for the relay
     # The production lease too: a worker waiting for the database to record a send keeps its claim.
     stack = make_stack(DELIVERY_RELAY_REPUBLISH_AFTER_S=republish_after, DELIVERY_LEASE_S=LEASE_S)
-    env = worker_env(stack.redis.url, sandbox.url, **stack.env)
+    env = stack.worker_env()
     sandbox.configure(latency_ms=150)
     result = db_outage_recovery(sandbox, env, n=500, outage_s=10.0, concurrency=16)
     print(f"\nPostgreSQL down {result['outage_s']:.1f} s: delivery resumed {result['resumed_s']:.1f} s after it came "

@@ -1,5 +1,6 @@
 """Real processes for end-to-end, fault and benchmark runs: a private
-redis-server on a free port and Celery worker subprocesses.
+redis-server on a free port, a private RabbitMQ node, and Celery worker
+subprocesses.
 
 Used by tests/ and bench/. Everything binds to 127.0.0.1.
 """
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import redis
@@ -83,9 +85,191 @@ class RedisServer:
             self.proc.wait()
         self.proc = None
 
+    def hang(self):
+        """SIGSTOP: the server keeps its sockets open and answers nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def close(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's; /usr/sbin's wrapper su's to rabbitmq
+
+
+def rabbitmq_server_binary():
+    """The rabbitmq-server script that runs the node as the calling user, or None."""
+    if os.access(RABBITMQ_SERVER, os.X_OK):
+        return RABBITMQ_SERVER
+    found = shutil.which("rabbitmq-server")
+    if found and "/sbin/" not in found:  # a Homebrew or generic-unix install runs as the caller
+        return found
+    return None
+
+
+class RabbitMQServer:
+    """A private RabbitMQ node: its own node name, AMQP and distribution ports
+    on 127.0.0.1, its own database (mnesia) and logs in a temporary directory,
+    no plugins. It never touches the machine's RabbitMQ (only epmd is shared).
+
+    ``stop()`` is a clean shutdown and ``start()`` brings the same node back
+    on the same port with the same database: durable queues and persistent
+    messages survive it. ``kill()`` is kill -9; ``wipe()`` deletes the
+    database, as a node rebuilt empty (the broker lost its data)."""
+
+    def __init__(self, port=None, consumer_timeout_ms=None):
+        self.binary = rabbitmq_server_binary()
+        if not self.binary:
+            raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+        self.port = port or free_port()
+        self.dist_port = free_port()
+        self.node = f"cmms-test-{uuid.uuid4().hex[:10]}@localhost"
+        self.consumer_timeout_ms = consumer_timeout_ms
+        self.dir = Path(tempfile.mkdtemp(prefix="cmms-rabbitmq-"))
+        self.proc = None
+        self._log = None
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def log_path(self):
+        return self.dir / "log" / f"{self.node}.log"
+
+    def _write_config(self):
+        lines = [
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}",
+            "loopback_users.guest = true",
+            # A test machine's disk may be small: do not block publishers at
+            # RabbitMQ's default 50 MB alarm on a shared /tmp.
+            "disk_free_limit.absolute = 10MB",
+            "log.console = false",
+            "log.file.level = info",
+        ]
+        if self.consumer_timeout_ms is not None:
+            lines.append(f"consumer_timeout = {int(self.consumer_timeout_ms)}")
+        (self.dir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
+
+    def _env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        env.update({
+            "HOME": str(self.dir),  # its own Erlang cookie; nothing written to the caller's home
+            "RABBITMQ_CONF_ENV_FILE": str(self.dir / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        })
+        return env
+
+    def start(self, timeout=60):
+        self._write_config()
+        self._log = open(self.dir / "server.out", "ab")
+        self.proc = subprocess.Popen([self.binary], cwd=self.dir, env=self._env(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._ready, timeout=timeout, interval=0.1, message=f"RabbitMQ node {self.node} on port {self.port}")
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+        return self.answers()
+
+    def answers(self, timeout=1.0):
+        """True when the node completes an AMQP handshake."""
+        import amqp
+
+        try:
+            conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest",
+                                   connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+            conn.connect()
+            conn.close()
+            return True
+        except Exception:  # noqa: BLE001 - refused, reset, or still booting
+            return False
+
+    def output(self):
+        text = ""
+        for path in (self.dir / "server.out", self.log_path):
+            try:
+                text += path.read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def stop(self, timeout=30):
+        """A clean shutdown (SIGTERM to the node's process group)."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self):
+        """kill -9 of the node: what survives is what it had written to disk."""
+        self._signal(signal.SIGKILL, 10)
+
+    def hang(self):
+        """SIGSTOP: the node keeps its sockets open and answers nothing."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def _signal(self, sig, timeout):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            # The Erlang VM is a child of the script: wait until the group is gone.
+            wait_for(lambda: not _group_alive(self.proc.pid), timeout=timeout, message=f"RabbitMQ node {self.node} to exit")
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def wipe(self):
+        """Delete the node's database (it must be stopped): the next start is
+        an empty broker, as after a rebuild or a failover to an empty node."""
+        assert self.proc is None, "stop the node first"
+        shutil.rmtree(self.dir / "mnesia", ignore_errors=True)
+
+    def close(self):
+        try:
+            self._signal(signal.SIGKILL, 10)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _group_alive(pgid):
+    """A process of group ``pgid`` is still running (zombies do not count: an
+    init that does not reap would keep them forever)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 class Worker:
