@@ -1,5 +1,6 @@
-"""The outbox relay and the channel statistics, on the database and a real
-private Redis (the broker marker lives there)."""
+"""The outbox relay and the channel statistics, on the database and the
+session's real broker (the private Redis, or with TEST_BROKER=rabbitmq the
+private RabbitMQ node: the broker marker and the queue lengths live there)."""
 
 import threading
 from datetime import timedelta
@@ -15,9 +16,31 @@ from tests.factories import make_user
 from tests.support.processes import RedisServer
 from workers import delivery, outbox
 
+REDIS_MARKER = "the Redis marker key and uptime; RabbitMQ's marker queue: tests/test_broker.py"
+
+
+def purge(queue):
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        channel = conn.channel()
+        try:
+            channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+            channel.queue_purge(queue)
+        finally:
+            channel.close()
+
+
+def enqueue(queue, body):
+    """A message waiting in ``queue`` of the session's broker."""
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        conn.Producer().publish(body, exchange="", routing_key=queue, serializer="json")
+
 
 @pytest.fixture
-def published(monkeypatch, redis_server, settings):
+def published(monkeypatch, broker_server, settings):
     """What the relay publishes (ids), recorded instead of sent; the broker
     marker is in place, as on a broker that kept its data."""
     sent = []
@@ -28,10 +51,8 @@ def published(monkeypatch, redis_server, settings):
         return [pk for pk, _channel in rows]
 
     monkeypatch.setattr("notifications.dispatch.send", send)
-    settings.CELERY_BROKER_URL = redis_server.url
-    client = redis.Redis.from_url(redis_server.url)
-    client.set(outbox.BROKER_MARKER_KEY, "test")
-    client.delete("telegram")  # an empty queue: a waiting row's task is not in it
+    outbox.broker_lost_its_data()  # sets the marker if it is not there
+    purge("telegram")  # an empty queue: a waiting row's task is not in it
     return sent
 
 
@@ -64,8 +85,8 @@ def test_relay_republishes_a_row_the_broker_lost_once_not_on_every_run(published
 
 
 @pytest.mark.django_db
-def test_a_backlog_in_the_queue_holds_off_republishing_until_much_later(published, settings, redis_server):
-    redis.Redis.from_url(redis_server.url).lpush("telegram", "a task ahead in the queue")
+def test_a_backlog_in_the_queue_holds_off_republishing_until_much_later(published, settings):
+    enqueue("telegram", "a task ahead in the queue")
     republish_after = settings.DELIVERY["RELAY_REPUBLISH_AFTER_S"]
     in_backlog = row(seconds_ago=5000, published_ago=republish_after + 1)
     forgotten = row(seconds_ago=5000, published_ago=settings.DELIVERY["RELAY_REPUBLISH_BACKLOG_AFTER_S"] + 1)
@@ -108,6 +129,7 @@ def test_an_expired_lease_out_of_attempts_ends_failed(published, settings):
     assert published == []
 
 
+@pytest.mark.redis_broker(REDIS_MARKER)
 @pytest.mark.django_db
 def test_relay_publishes_every_waiting_row_again_when_the_broker_lost_its_data(published, redis_server, monkeypatch):
     in_queue = row(seconds_ago=20, published_ago=15)
@@ -128,6 +150,7 @@ def test_relay_publishes_every_waiting_row_again_when_the_broker_lost_its_data(p
     assert outbox.relay()["published"] == 0  # marker back: no second republish
 
 
+@pytest.mark.redis_broker(REDIS_MARKER)
 @pytest.mark.parametrize(("persistent", "republished"), [(True, False), (False, True)])
 @pytest.mark.django_db
 def test_the_broker_marker_tells_a_restart_that_lost_the_queues_from_one_that_kept_them(

@@ -126,7 +126,7 @@ def _amqp_lost_its_data():
     every waiting row again, whatever its date)."""
     from kombu import Producer, Queue
 
-    queue = Queue(AMQP_MARKER_QUEUE, durable=True, auto_delete=False, no_declare=True)
+    queue = Queue(AMQP_MARKER_QUEUE, durable=True, auto_delete=False)
     with _connection() as conn:
         channel = conn.channel()
         try:

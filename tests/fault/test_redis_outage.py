@@ -21,7 +21,12 @@ from tests.support.processes import wait_for
 from .conftest import operators
 from .stack import wait_until_done
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.redis_broker("Redis as the broker comes back empty; RabbitMQ's counterparts: "
+                             "tests/fault/test_broker_restart.py (a restart, and a node rebuilt empty)"),
+]
 
 OUTAGE_S = 10
 

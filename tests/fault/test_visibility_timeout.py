@@ -17,7 +17,13 @@ from notifications.models import MessageLog
 from .conftest import operators
 from .stack import wait_until_done
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.redis_broker("Redis' visibility timeout; RabbitMQ redelivers only when the channel closes "
+                             "(consumer_timeout, checked once a minute): the countdown bound is "
+                             "tests/test_broker.py::test_countdowns_stay_under_half_the_rabbitmq_consumer_timeout"),
+]
 
 
 def test_a_retry_after_longer_than_the_visibility_timeout_is_sent_once(make_stack, sandbox):
