@@ -11,7 +11,7 @@ from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmms.settings")
 
-from workers import quiet_logs  # standard library only
+from workers import ack_wakeup, quiet_logs  # standard library and celery only
 
 quiet_logs.install()  # no INFO line every 5 s for the relay and statistics tasks
 
@@ -31,4 +31,5 @@ def durable_queue(name):
 app.conf.task_queues = [durable_queue(settings.CELERY_DEFAULT_QUEUE_NAME), durable_queue(settings.INBOUND_QUEUE_NAME)] + [
     durable_queue(name) for name in sorted(set(settings.NOTIFICATION_QUEUES.values()))
 ]
+app.steps["consumer"].add(ack_wakeup.AckWakeup)  # -P threads: acks run at once, also after a reconnect
 app.autodiscover_tasks(["workers", "cmms", "notifications"])

@@ -239,6 +239,12 @@ RABBITMQ_CONSUMER_TIMEOUT_S = env_float("RABBITMQ_CONSUMER_TIMEOUT_S", 1800.0)
 # Every queue is durable (celery_app.py) and every task persistent: a
 # RabbitMQ restart keeps what was queued (Redis: with AOF persistence).
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+# After a lost broker connection Celery lowers the new channel's prefetch by
+# the tasks still running and raises it again as they finish; with RabbitMQ
+# the worker was seen to stop consuming after a restart that way (the running
+# tasks' acks belong to the dead channel; celery/celery#9512, #7515). The full
+# prefetch at once only takes a few more tasks, which the claim makes harmless.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = env_bool("CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION", not BROKER_IS_AMQP)
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.concurrency.thread import TaskPool as ThreadPool
 
-from workers.ack_wakeup import wake_event_loop_for_thread_acks
+from workers.ack_wakeup import AckWakeup, wake_event_loop_for_thread_acks
 
 
 class RecordingTimer:
@@ -33,3 +33,18 @@ def test_prefork_and_loopless_workers_are_left_alone():
     for c in (consumer(PreforkPool), consumer(ThreadPool, hub=False)):
         wake_event_loop_for_thread_acks(sender=c)
         assert c.timer.repeating == []
+
+
+def test_the_wakeup_is_armed_again_each_time_the_consumer_restarts_its_event_loop():
+    """A lost broker connection clears the consumer's timer (Consumer.on_close);
+    the bootstep runs on every start of the event loop, the first and each
+    after a reconnect."""
+    from celery_app import app
+
+    assert AckWakeup in app.steps["consumer"]
+    c = consumer(ThreadPool)
+    step = AckWakeup.__new__(AckWakeup)
+    step.register_with_event_loop(c, c.hub)
+    c.timer.repeating.clear()  # what the consumer does when the connection is lost
+    step.register_with_event_loop(c, c.hub)
+    assert len(c.timer.repeating) == 1

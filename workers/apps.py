@@ -6,4 +6,4 @@ class WorkersConfig(AppConfig):
     verbose_name = "Workers"
 
     def ready(self):
-        from . import ack_wakeup, checks  # noqa: F401  (registers the worker signal and the system checks)
+        from . import checks  # noqa: F401  (registers the system checks)
