@@ -6,7 +6,8 @@
 # repeated `make test` goes straight to pytest.
 #
 #   make run                      the whole system on this machine (scripts/run_all.py)
-#   make test                     the whole test suite (PYTEST_ARGS="-k router -x" to narrow it)
+#   make test                     the whole test suite (PYTEST_ARGS="-k router -x" to narrow it;
+#                                 TEST_BROKER=rabbitmq: RabbitMQ as the tests' broker)
 #   make test-fast                without the slow e2e, fault and bench tests
 #   make bench                    benchmark scenarios (BENCH_ARGS=... for python -m bench)
 #   make lint                     ruff
@@ -50,7 +51,7 @@ run: $(STAMP)
 	$(PY) scripts/run_all.py $(RUN_ARGS)
 
 check-test-services: $(STAMP)
-	@$(PY) scripts/check_services.py --redis --database
+	@$(PY) scripts/check_services.py --redis --database --broker
 
 test: check-test-services
 	$(PY) -m pytest $(PYTEST_ARGS)

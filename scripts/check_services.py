@@ -2,16 +2,18 @@
 """Check that the services the tests need are there, and say clearly what is
 missing when they are not.
 
-    python scripts/check_services.py --redis --database
+    python scripts/check_services.py --redis --database --broker
 
 --redis     redis-server is on PATH (the tests start a private one) or
             REDIS_URL (default redis://127.0.0.1:6379/0) answers PING.
 --database  when DATABASE_URL is a PostgreSQL URL, the server answers and the
             role may create databases (pytest-django creates test_<name>).
+--broker    when TEST_BROKER=rabbitmq, rabbitmq-server is installed (the tests
+            start a private RabbitMQ node).
 
 Standard library only (psycopg is used for the PostgreSQL check when it is
 importable, else pg_isready, else a TCP connect). Also imported by
-scripts/run_all.py for ``redis_ping`` and ``redact_url``.
+scripts/run_all.py for ``redis_ping``, ``amqp_ping`` and ``redact_url``.
 """
 
 import argparse
@@ -101,6 +103,57 @@ def redis_ping(url, timeout=1.0):
     return False, f"unexpected answer to PING: {answer}"
 
 
+AMQP_SCHEMES = {"amqp", "amqps", "pyamqp"}
+# The Debian package's own script runs the node as the caller; /usr/sbin's
+# wrapper switches to the rabbitmq user. tests/support/processes.py uses it.
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def amqp_ping(url, timeout=1.0):
+    """(ok, reason): an AMQP 0-9-1 server answers the protocol header at url's
+    host and port with its Connection.Start (no login: nothing is opened)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    except ValueError as exc:
+        return False, f"bad URL ({exc})"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if parts.scheme == "amqps" else raw
+            sock.settimeout(timeout)
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            head = sock.recv(7)
+    except OSError as exc:
+        return False, str(exc) or exc.__class__.__name__
+    if len(head) == 7 and head[0] == 1:  # a METHOD frame: Connection.Start
+        return True, "Connection.Start"
+    return False, f"not an AMQP 0-9-1 answer: {head!r}"
+
+
+def rabbitmq_server_installed():
+    if os.access(RABBITMQ_SERVER, os.X_OK):
+        return True
+    found = shutil.which("rabbitmq-server")
+    return bool(found and "/sbin/" not in found)
+
+
+def check_broker():
+    broker = (os.environ.get("TEST_BROKER") or "redis").strip().lower()
+    if broker == "redis":
+        return True
+    if broker != "rabbitmq":
+        print(f"TEST_BROKER={broker!r}: use redis (the default) or rabbitmq.", file=sys.stderr)
+        return False
+    if rabbitmq_server_installed():
+        return True
+    print(
+        "TEST_BROKER=rabbitmq needs rabbitmq-server (apt-get install rabbitmq-server): the tests start a private\n"
+        "  RabbitMQ node on free ports and never use the machine's own.",
+        file=sys.stderr,
+    )
+    return False
+
+
 def check_redis():
     if shutil.which("redis-server"):
         return True
@@ -172,8 +225,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis", action="store_true", help="require redis-server on PATH or a Redis at REDIS_URL")
     parser.add_argument("--database", action="store_true", help="check DATABASE_URL when it is PostgreSQL")
+    parser.add_argument("--broker", action="store_true", help="require rabbitmq-server when TEST_BROKER=rabbitmq")
     args = parser.parse_args(argv)
     ok = True
+    if args.broker:
+        ok = check_broker() and ok
     if args.redis:
         ok = check_redis() and ok
     if args.database:

@@ -5,7 +5,9 @@ What it does, in order:
 
 1. Redis: uses REDIS_URL (default redis://127.0.0.1:6379/0) when it answers
    PING; otherwise starts a private, non-persistent ``redis-server`` on
-   127.0.0.1 (port 6380 when free) with its files in var/.
+   127.0.0.1 (port 6380 when free) with its files in var/. Redis is the
+   broker too, unless CELERY_BROKER_URL names RabbitMQ (amqp://...): then
+   that RabbitMQ must answer, or run_all stops saying so (it starts none).
 2. ``manage.py migrate --noinput`` and ``manage.py bootstrap_demo`` (the demo
    logins).
 3. Without TELEGRAM_BOT_TOKEN: the local Telegram sandbox (``python -m
@@ -50,7 +52,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_services import DEFAULT_REDIS_URL, redact_url, redis_ping
+from check_services import AMQP_SCHEMES, DEFAULT_REDIS_URL, amqp_ping, redact_url, redis_ping
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("CMMS_VAR_DIR") or ROOT / "var")
@@ -444,6 +446,26 @@ class Supervisor:
         self.redis_note = f"{url} (private redis-server, nothing persisted; stops with run_all)"
         return url
 
+    def check_broker(self):
+        """CELERY_BROKER_URL, when set, wins over REDIS_URL for the broker; a
+        RabbitMQ there must answer now, not after every process has started."""
+        self.broker_note = None
+        broker = os.environ.get("CELERY_BROKER_URL")
+        if not broker:
+            return
+        if broker.partition("://")[0].lower() in AMQP_SCHEMES:
+            ok, reason = amqp_ping(broker)
+            if not ok:
+                raise Fatal(
+                    f"CELERY_BROKER_URL={redact_url(broker)} names RabbitMQ, and nothing answers there ({reason}).\n"
+                    "  Start RabbitMQ (Debian/Ubuntu: apt-get install rabbitmq-server), fix the URL,\n"
+                    "  or unset CELERY_BROKER_URL to use Redis as the broker (the default)."
+                )
+            self.broker_note = f"{redact_url(broker)} (RabbitMQ; Redis keeps the rate limits)"
+        else:
+            self.broker_note = redact_url(broker)
+            say("note: CELERY_BROKER_URL is set and overrides REDIS_URL for the broker")
+
     def run_once(self, label, args, env):
         """Run a setup command to completion, its output prefixed; returns its lines."""
         child = Child("setup", args, env).start()
@@ -521,8 +543,7 @@ class Supervisor:
         if redis_url is None:
             return None
         env["REDIS_URL"] = redis_url
-        if os.environ.get("CELERY_BROKER_URL") and self.redis:
-            say("note: CELERY_BROKER_URL is set and overrides REDIS_URL for the broker")
+        self.check_broker()
 
         py = sys.executable
         say("applying migrations")
@@ -641,6 +662,8 @@ class Supervisor:
         if not self.args.no_flower:
             out.append(f"  Flower          {info['flower']}/")
         out.append(f"  Redis           {self.redis_note}")
+        if getattr(self, "broker_note", None):
+            out.append(f"  Broker          {self.broker_note}")
         out.append(f"  Database        {redact_url(db) if db else 'SQLite, var/db.sqlite3'}")
         if info["logins"]:
             out += ["", "  Logins (user / password):"] + [f"    {ln}" for ln in info["logins"]]

@@ -136,3 +136,16 @@ def test_a_second_terminal_talks_to_what_make_run_started(tmp_path, redis_server
     assert "100000:sandbox-token-not-secret" not in manage(clean_env(tmp_path), "shell", "-c",
                                                            "from django.conf import settings; "
                                                            "print(settings.TELEGRAM_BOT_TOKEN)").stdout
+
+
+def test_make_run_with_a_rabbitmq_broker_that_does_not_answer_says_so_before_starting_anything(tmp_path, redis_server):
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    env = clean_env(tmp_path, REDIS_URL=redis_server.url, CELERY_BROKER_URL=dead, WEB_PORT=free_port(),
+                    SANDBOX_PORT=free_port(), FLOWER_PORT=free_port(), TWILIO_SANDBOX_PORT=free_port(),
+                    WHATSAPP_SANDBOX_PORT=free_port())
+    done = subprocess.run([sys.executable, "scripts/run_all.py", "--no-flower", "--no-beat"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "names RabbitMQ, and nothing answers there" in done.stdout + done.stderr
+    assert "guest:***@" in done.stdout + done.stderr and "guest:guest" not in done.stdout + done.stderr
+    assert "applying migrations" not in done.stdout + done.stderr
