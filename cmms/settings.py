@@ -172,7 +172,7 @@ CELERY_DEFAULT_QUEUE_NAME = "default"
 INBOUND_QUEUE_NAME = "inbound"
 
 # Redis by default; RabbitMQ with CELERY_BROKER_URL=amqp://user:password@host:5672/vhost
-# (docs/operations.md, "Brokers: Redis or RabbitMQ"). Redis stays the rate
+# (docs/scaling.md, "Brokers: Redis or RabbitMQ"). Redis stays the rate
 # limiter's store, the heartbeats' and the channel layer's either way.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 BROKER_IS_AMQP = CELERY_BROKER_URL.partition("://")[0].lower() in ("amqp", "amqps", "pyamqp")

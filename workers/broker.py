@@ -1,7 +1,7 @@
 """What the dispatcher asks of its broker, for Redis and for RabbitMQ.
 
 Redis is the default broker; RabbitMQ is supported with
-``CELERY_BROKER_URL=amqp://...`` (docs/operations.md, "Brokers: Redis or
+``CELERY_BROKER_URL=amqp://...`` (docs/scaling.md, "Brokers: Redis or
 RabbitMQ"). Three things the outbox relay and the delivery policy need differ
 between them, and live here:
 
