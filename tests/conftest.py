@@ -106,7 +106,12 @@ def redis_server():
             pytest.fail(f"Redis is required: install redis-server or start Redis at REDIS_URL ({url}).")
         server = type("ExternalRedis", (), {"url": url, "port": None})()
         cleanup = None
-    rabbit = rabbitmq_server() if TEST_BROKER == "rabbitmq" else None
+    try:
+        rabbit = rabbitmq_server() if TEST_BROKER == "rabbitmq" else None
+    except BaseException:
+        if cleanup:
+            cleanup()
+        raise
     SESSION.update(redis_url=server.url, broker_url=rabbit.url if rabbit else server.url)
     SESSION["broker"] = rabbit or server
     _configure_broker(server.url)
