@@ -174,12 +174,28 @@ class RabbitMQServer:
         })
         return env
 
-    def start(self, timeout=60):
-        self._write_config()
-        self._log = open(self.dir / "server.out", "ab")
-        self.proc = subprocess.Popen([self.binary], cwd=self.dir, env=self._env(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._ready, timeout=timeout, interval=0.1, message=f"RabbitMQ node {self.node} on port {self.port}")
+    def start(self, timeout=60, attempts=3):
+        """Start the node and wait for AMQP. A free port can be taken by
+        another process before the node binds it: the distribution port is
+        then chosen again (and the AMQP port too, before the first start)."""
+        for attempt in range(attempts):
+            self._write_config()
+            self._log = open(self.dir / "server.out", "ab")
+            self.proc = subprocess.Popen([self.binary], cwd=self.dir, env=self._env(), stdout=self._log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                wait_for(self._ready, timeout=timeout, interval=0.1,
+                         message=f"RabbitMQ node {self.node} on port {self.port}")
+                self._started = True
+                return self
+            except RuntimeError:
+                said = self.output()
+                self._signal(signal.SIGKILL, 10)
+                if attempt == attempts - 1 or ("already_used" not in said and "eaddrinuse" not in said):
+                    raise
+                self.dist_port = free_port()
+                if not getattr(self, "_started", False):
+                    self.port = free_port()
         return self
 
     def _ready(self):
