@@ -455,6 +455,18 @@ ESCALATION = {
     "FAILOVER_MAX_AGE_S": env_float("ESCALATION_FAILOVER_MAX_AGE_S", 6 * 3600.0),
 }
 
+# --- Broadcasts to a role (notifications.role_broadcasts) -----------------------
+ROLE_BROADCASTS = {
+    # Users a worker expands into MessageLog rows per transaction.
+    "BATCH_USERS": env_int("ROLE_BROADCAST_BATCH_USERS", 1000),
+    # A broadcast whose expansion task was never published (broker down) is
+    # published by the relay after this long...
+    "UNPUBLISHED_AFTER_S": env_float("ROLE_BROADCAST_UNPUBLISHED_AFTER_S", 5.0),
+    # ...and one that made no progress this long (its task lost, its worker
+    # killed mid-batch) is published again; a second task is harmless.
+    "STALLED_AFTER_S": env_float("ROLE_BROADCAST_STALLED_AFTER_S", 30.0),
+}
+
 # --- Channels -----------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
 # Where TELEGRAM_BOT_TOKEN came from, for `setup_telegram_bot`'s status:

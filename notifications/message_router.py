@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 
-from . import dispatch, holds, message_types
+from . import dispatch, holds, message_types, role_broadcasts
 from .channels import registry
 from .channels.telegram import MAX_CALLBACK_DATA_BYTES
 from .exceptions import RoutingError
@@ -155,9 +155,18 @@ class MessageRouter:
     ):
         """Queue a message for every active user with ``role_name``.
 
-        Returns ``{'total': N, 'success': S, 'failed': F}``: failed counts the
-        users that cannot be reached (no enabled, reachable channel), not later
-        delivery failures, which MessageLog records.
+        Returns at once, whatever the number of recipients: it counts them with
+        SQL and writes one RoleBroadcast inside the caller's transaction; after
+        commit a worker expands it into MessageLog rows in batches, with the
+        same policy as ``send_to_user`` (notifications.role_broadcasts). A
+        repeated call with the same ``idempotency_key`` returns the first
+        call's counts and sends nothing again.
+
+        Returns ``{'total': N, 'success': S, 'failed': F}`` (with
+        ``.broadcast_id``): failed counts the users that cannot be reached (no
+        enabled, reachable channel), not later delivery failures, which
+        MessageLog records. A malformed address is found only at expansion (a
+        SKIPPED row), so such a user counts as a success here.
         """
         roles = {choice[0] for choice in get_user_model()._meta.get_field("role").choices}
         if not isinstance(role_name, str) or role_name not in roles:
@@ -165,24 +174,7 @@ class MessageRouter:
                 "role": role_name, "roles": ", ".join(sorted(roles))})
         spec = self._validate(title, message, message_type, priority, None)
         idempotency_key = self._clean_key(idempotency_key)
-        users = list(get_user_model().objects.filter(role=role_name, is_active=True).values_list("pk", flat=True))
-        prefs_by_user = {}
-        for pref in UserChannelPreference.objects.filter(
-            user__role=role_name, user__is_active=True, is_enabled=True
-        ).order_by():
-            prefs_by_user.setdefault(pref.user_id, []).append(pref)
-        enabled = self._enabled_channels()
-        held = holds.held_until(users, spec["priority"], timezone.now())
-        plan = []
-        success = 0
-        for user_id in users:
-            user_plan = self._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled, held.get(user_id))
-            plan.extend(user_plan)
-            if any(status != MessageStatus.SKIPPED for _pref, status, *_rest in user_plan):
-                success += 1
-        common = self._common_fields(spec, "", "", idempotency_key, "")
-        self._write(plan, common)
-        return {"total": len(users), "success": success, "failed": len(users) - success}
+        return role_broadcasts.create(self, role_name, spec, idempotency_key)
 
     # -- policy ---------------------------------------------------------------
     def _validate(self, title, message, message_type, priority, actions):
@@ -300,9 +292,10 @@ class MessageRouter:
             "idempotency_key": str(idempotency_key)[:200] if idempotency_key else None,
         }
 
-    def _write(self, plan, common):
+    def _write(self, plan, common, publish=True):
         """Insert the rows (one transaction, savepoint inside the caller's) and
-        publish the queued ones after the outermost commit."""
+        publish the queued ones after the outermost commit (``publish=False``:
+        the caller publishes them, as a broadcast's expansion does)."""
         if not plan:
             return []
         now = timezone.now()
@@ -331,14 +324,27 @@ class MessageRouter:
             # A SKIPPED row (an inactive user, a disabled channel) was not delivered: no inbox entry.
             self._on_write([row for row in rows if row._created and row.status != MessageStatus.SKIPPED])
         queued = [(row.pk, row.channel_type) for row in rows if row._created and row.status == MessageStatus.QUEUED]
-        if queued:  # registered in the caller's transaction, after the rows' savepoint
+        if queued and publish:  # registered in the caller's transaction, after the rows' savepoint
             dispatch.publish_on_commit(queued)
         return rows
 
     def _insert_idempotent(self, rows, key):
         """The unique constraint (key, user, channel) decides, not a prior
         lookup: a row that already exists is returned as it is and is not
-        published again by this call."""
+        published again by this call. All rows in one insert first (a new
+        key: the usual case, and a broadcast's batch); row by row only when
+        some already exist."""
+        try:
+            with transaction.atomic():
+                MessageLog.objects.bulk_create(rows, batch_size=1000)
+        except IntegrityError:
+            for row in rows:  # rolled back: insert them again one by one
+                row.pk = None
+                row._state.adding = True
+        else:
+            for row in rows:
+                row._created = True
+            return rows
         result = []
         for row in rows:
             try:

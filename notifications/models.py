@@ -433,3 +433,51 @@ class TelegramLinkToken(models.Model):
 
     def __str__(self):
         return f"{self.user} · {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class RoleBroadcast(models.Model):
+    """One ``broadcast_to_role`` call, written in the caller's transaction and
+    expanded by workers into MessageLog rows in batches of users, by user pk
+    (notifications.role_broadcasts). ``last_user_id`` is the cursor: every
+    recipient up to it has its rows, written in the same transaction that
+    moved it. Not ``cmms.Broadcast``, which records read confirmations."""
+
+    role = models.CharField(_("role"), max_length=20)
+    message_type = models.CharField(_("message type"), max_length=50)
+    title = models.CharField(_("title"), max_length=255, blank=True)
+    body = models.TextField(_("message"))
+    priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True)
+    # Counted by SQL when the call was made (the call's return value).
+    total = models.PositiveIntegerField(_("recipients"), default=0)
+    success = models.PositiveIntegerField(_("reachable"), default=0)
+    failed = models.PositiveIntegerField(_("unreachable"), default=0)
+    # The recipients are the role's active users up to this pk (the newest at the call).
+    max_user_id = models.BigIntegerField(_("last recipient id"), default=0)
+    last_user_id = models.BigIntegerField(_("expanded up to user id"), default=0)
+    users_expanded = models.PositiveIntegerField(_("users expanded"), default=0)
+    rows_written = models.PositiveIntegerField(_("messages written"), default=0)
+    rows_queued = models.PositiveIntegerField(_("messages queued"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    # When the expansion task was last handed to the broker, and when a worker
+    # (or the publisher) last moved the record: the relay republishes a record
+    # that stopped moving (its task lost, its worker killed).
+    published_at = models.DateTimeField(_("expansion published"), null=True, blank=True)
+    touched_at = models.DateTimeField(_("last progress"), default=timezone.now)
+    expanded_at = models.DateTimeField(_("expanded"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("role broadcast")
+        verbose_name_plural = _("role broadcasts")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False),
+                                    name="rolebroadcast_unique_idempotency_key"),
+        ]
+        indexes = [
+            models.Index(fields=["touched_at"], condition=Q(expanded_at__isnull=True), name="rolebroadcast_pending"),
+        ]
+
+    def __str__(self):
+        return gettext("Broadcast %(id)s to %(role)s: %(title)s") % {
+            "id": self.pk, "role": self.role, "title": self.title or self.body[:40]}

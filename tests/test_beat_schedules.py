@@ -13,6 +13,7 @@ EXPECTED = {
     "relay-inbound": "workers.relay_inbound",
     "purge-message-log": "workers.purge_message_log",
     "rollup-message-stats": "workers.rollup_message_stats",
+    "relay-role-broadcasts": "workers.relay_role_broadcasts",
     "escalation-steps": "cmms.run_escalation_steps",
     "release-held-messages": "cmms.release_held_messages",
     "channel-failover": "cmms.run_channel_failover",

@@ -1,6 +1,7 @@
 import pytest
 from django.db import transaction
 
+from notifications import role_broadcasts
 from notifications.exceptions import RoutingError
 from notifications.message_router import MessageRouter
 from notifications.models import ChannelConfig, InAppNotification, MessageLog, UserChannelPreference
@@ -134,12 +135,18 @@ def test_broadcast_to_role_counts_unreachable_users_as_failed():
     for chat in (1, 2, 3):
         make_user(role="OPERATOR", telegram=chat)
     make_user(role="OPERATOR")  # no channel at all
-    make_user(role="OPERATOR", telegram="bad id")  # only a skipped channel
+    blocked = make_user(role="OPERATOR", telegram=4)  # only a skipped channel
+    UserChannelPreference.objects.filter(user=blocked).update(is_reachable=False, unreachable_reason="bot blocked")
     make_user(role="TECHNICIAN", telegram=9)
     make_user(role="OPERATOR", telegram=10, is_active=False)
     stats = MessageRouter().broadcast_to_role(role_name="OPERATOR", title="Mantenimiento", message="Mañana 8:00-12:00")
     assert stats == {"total": 5, "success": 3, "failed": 2}
+    # The call writes one RoleBroadcast; its expansion (a worker's task) writes the rows.
+    role_broadcasts.expand(stats.broadcast_id)
     assert MessageLog.objects.filter(status="QUEUED").count() == 3
+    assert MessageLog.objects.filter(status="SKIPPED").get().user == blocked
+    # A malformed chat id is found only at expansion: counted as reachable, written SKIPPED
+    # (tests/test_role_broadcasts.py: test_an_invalid_address_counts_as_reachable_and_becomes_a_skipped_row).
 
 
 def test_broadcast_to_unknown_role_raises_and_writes_nothing():

@@ -20,7 +20,7 @@ import logging
 import re
 
 HOUSEKEEPING_TASKS = frozenset({"workers.relay_outbox", "workers.relay_inbound", "workers.refresh_channel_stats",
-                                "workers.rollup_message_stats"})
+                                "workers.rollup_message_stats", "workers.relay_role_broadcasts"})
 # Results that are running totals, not work done: never worth a line.
 ALWAYS_QUIET = frozenset({"workers.refresh_channel_stats", "workers.rollup_message_stats"})
 # Loggers and the Celery message formats they use for the lines we drop.

@@ -89,3 +89,24 @@ def rollup_message_stats():
     from notifications import stats
 
     return {"written": stats.rollup()}
+
+
+@shared_task(
+    name="workers.expand_role_broadcast", ignore_result=True, acks_late=True,
+    autoretry_for=DATABASE_DOWN, retry_backoff=0.5, retry_backoff_max=4, retry_jitter=True, max_retries=100,
+)
+def expand_role_broadcast(broadcast_id):
+    """Expand a RoleBroadcast into MessageLog rows, batch after batch, and
+    publish each batch after it commits. Safe to run twice: the record's row
+    lock and cursor make the second a no-op."""
+    from notifications import role_broadcasts
+
+    return {"users": role_broadcasts.expand(broadcast_id)}
+
+
+@shared_task(name="workers.relay_role_broadcasts")
+def relay_role_broadcasts():
+    """Publish again the expansion of broadcasts whose task was lost or whose worker died."""
+    from notifications import role_broadcasts
+
+    return role_broadcasts.relay()
