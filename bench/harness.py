@@ -358,9 +358,10 @@ class Bench:
         import redis as redis_lib
 
         from notifications import dispatch
-        from notifications.models import MessageLog
+        from notifications.models import MessageLog, RoleBroadcast
 
         redis_lib.Redis.from_url(self.redis.url).flushall()
+        RoleBroadcast.objects.all().delete()
         MessageLog.objects.all().delete()
         self.sandbox.reset(config=True)
         self.sandbox.configure(**{"limits_enabled": False, **sandbox_config})

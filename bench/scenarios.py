@@ -205,6 +205,7 @@ def _strict_paced_broadcast(bench, n, **workers):
     bench.population("TECHNICIAN", n, base)
     with bench.workers(**workers, RATE_LIMIT_TELEGRAM_ACCOUNT=f"{limit:g}/s"):
         MessageRouter().broadcast_to_role("TECHNICIAN", TITLE, BODY, priority="high", message_type=MESSAGE_TYPE)
+        _wait_expanded()
         _wait_rows(_unfinished(), lambda left: left == 0, timeout=max(60.0, 4 * n / limit))
     unfinished = _unfinished().count()
     received = sorted(m["received_at"] for m in bench.sandbox.messages() if base <= int(m["chat_id"]) < base + n)
@@ -268,19 +269,42 @@ def _telegram_margin():
 
 
 # -- 4. broadcast fan-out -----------------------------------------------------
+def _broadcast_queued():
+    """Every row of the broadcast exists (the record is expanded) and every
+    QUEUED row has been published."""
+    from notifications.models import MessageLog, RoleBroadcast
+
+    return (not RoleBroadcast.objects.filter(expanded_at__isnull=True).exists()
+            and not MessageLog.objects.filter(status="QUEUED", published_at__isnull=True).exists())
+
+
+def _wait_expanded(timeout=120):
+    """Until every RoleBroadcast is expanded into its MessageLog rows (a
+    worker's task), so a scenario that waits on rows sees them all."""
+    from notifications.models import RoleBroadcast
+
+    pending = RoleBroadcast.objects.filter(expanded_at__isnull=True)
+    left, waited, finished = _wait_rows(pending, lambda c: c == 0, timeout=timeout)
+    if not finished:
+        raise RuntimeError(f"{left} broadcast(s) still not expanded after {waited:.0f} s")
+
+
 def broadcast(bench):
-    """broadcast_to_role to N users: until the call returns, and until every
-    task is in the broker (published_at set on every row). The worker consumes
-    only the fan-out queue, so deliveries do not compete. Baselines: one
-    bulk_create of N equivalent rows, and publishing N tasks directly."""
-    from django.db import transaction
+    """broadcast_to_role to N users: until the call returns (it writes one
+    RoleBroadcast), and until a worker has expanded it into every row and
+    published them (published_at on every row). The worker consumes only the
+    default queue (expansion tasks), so deliveries do not compete. Then the
+    call's return at 100,000 recipients. Baselines: one bulk_create of N
+    equivalent rows, and publishing N tasks directly."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from notifications.message_router import MessageRouter
-    from notifications.models import MessageLog
+    from notifications.models import MessageLog, RoleBroadcast
     from workers.tasks import deliver_message
 
-    n = bench.params["broadcast_users"]
+    n, big = bench.params["broadcast_users"], bench.params["broadcast_big_users"]
     bench.fresh()
     pks = bench.population("SUPERVISOR", n, CHAT_BASE["SUPERVISOR"])
 
@@ -295,13 +319,18 @@ def broadcast(bench):
 
     with bench.workers(queues=["default"], profile="broadcast"):
         started = time.perf_counter()
-        total = MessageRouter().broadcast_to_role("SUPERVISOR", TITLE, BODY, priority="normal")["total"]
+        result = MessageRouter().broadcast_to_role("SUPERVISOR", TITLE, BODY, priority="normal")
         return_s = time.perf_counter() - started
-        pending = MessageLog.objects.filter(published_at__isnull=True)
-        left, _waited, finished = _wait_rows(pending, lambda c: c == 0, timeout=300)
+        total = result["total"]
+        deadline = started + 300
+        while not _broadcast_queued() and time.perf_counter() < deadline:
+            time.sleep(0.02)
         queued_s = time.perf_counter() - started
-        if not finished:
-            raise RuntimeError(f"broadcast: {left} of {total} rows still unpublished after {queued_s:.0f} s")
+        written = MessageLog.objects.count()
+        if not _broadcast_queued() or written != total:
+            raise RuntimeError(f"broadcast: {written} of {total} rows written, "
+                               f"{MessageLog.objects.filter(published_at__isnull=True).count()} unpublished "
+                               f"after {queued_s:.0f} s")
         import redis as redis_lib
 
         broker_len = redis_lib.Redis.from_url(bench.redis.url).llen("telegram")
@@ -312,14 +341,35 @@ def broadcast(bench):
         deliver_message.apply_async(args=[pk], queue="telegram")
     publish_s = time.perf_counter() - started
     bench.fresh()
+
+    # The call at 100,000 recipients (no worker: only the return is measured).
+    # The extra users go afterwards: other scenarios broadcast to this role.
+    started = time.perf_counter()
+    big_pks = bench.population("SUPERVISOR", big, CHAT_BASE["SUPERVISOR"])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # as autovacuum would have, for a table this size
+            cursor.execute("ANALYZE cmms_user; ANALYZE notifications_userchannelpreference")
+    bench.log(f"  broadcast: {len(big_pks)} users ready in {time.perf_counter() - started:.1f} s")
+    big_samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        big_total = MessageRouter().broadcast_to_role("SUPERVISOR", TITLE, BODY, priority="normal")["total"]
+        big_samples.append(time.perf_counter() - started)
+        RoleBroadcast.objects.all().delete()
+    started = time.perf_counter()
+    get_user_model().objects.filter(role="SUPERVISOR", pk__gt=pks[-1]).delete()
+    bench.log(f"  broadcast: {len(big_pks) - len(pks)} extra users deleted in {time.perf_counter() - started:.1f} s")
+    bench.fresh()
     return {
         "broadcast_10k_return_s": return_s,
+        "broadcast_100k_return_s": median(big_samples),
         "broadcast_10k_all_queued_s": queued_s,
         "broadcast_10k_bulk_insert_s": insert_s,
         "broadcast_10k_direct_publish_s": publish_s,
         "broadcast_return_over_insert": return_s / insert_s,
         "broadcast_queued_over_direct_publish": queued_s / publish_s,
         "broadcast_users": total,
+        "broadcast_100k_users": big_total,
         "broadcast_broker_queue_len": broker_len,
     }
 
@@ -503,6 +553,7 @@ def sms(bench):
         with bench.workers(concurrency=8, profile="sms", RATE_LIMIT_SMS_ACCOUNT=f"{limit:g}/s", **twilio.env()):
             MessageRouter().broadcast_to_role("ADMIN", "Alerta crítica", "Motor sobrecalentado en CAM-07",
                                               priority="critical", message_type="critical_alert")
+            _wait_expanded()
             _wait_rows(_unfinished(), lambda left: left == 0, timeout=max(60.0, 4 * n / limit))
         unfinished = _unfinished().count()
         received = sorted(m["received_at"] for m in twilio.get("messages")["messages"])

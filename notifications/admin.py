@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import channel_stats, dispatch, message_types
+from . import channel_stats, dispatch, message_types, role_broadcasts
 from .forms import UserChannelPreferenceForm
 from .models import (
     ChannelConfig,
@@ -18,6 +18,7 @@ from .models import (
     InboundEvent,
     MessageLog,
     MessageStatus,
+    RoleBroadcast,
     UserChannelPreference,
     WhatsAppTemplate,
 )
@@ -299,3 +300,100 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(RoleBroadcast)
+class RoleBroadcastAdmin(admin.ModelAdmin):
+    """A broadcast to a role and its progress: users expanded into messages,
+    messages queued, sent and failed (notifications.role_broadcasts). Read-only."""
+
+    list_display = ("created_at", "summary", "role_label", "progress", "rows_queued", "sent", "failed_messages",
+                    "state")
+    list_display_links = ("summary",)
+    list_filter = ("role", "priority", ("expanded_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("title", "body", "idempotency_key")
+    date_hierarchy = "created_at"
+    list_per_page = 25
+    fieldsets = (
+        (None, {"fields": ("summary", "role_label", "message_type", "priority", "body", "idempotency_key")}),
+        (_("Recipients at the call"), {"fields": ("total", "success", "failed")}),
+        (_("Progress"), {"fields": ("state", "progress", "rows_written", "rows_queued", "sent", "failed_messages",
+                                    "waiting", "skipped", "message_list")}),
+        (_("Times"), {"fields": ("created_at", "published_at", "touched_at", "expanded_at"),
+                      "classes": ("collapse",)}),
+    )
+    readonly_fields = ("summary", "role_label", "state", "progress", "sent", "failed_messages", "waiting", "skipped",
+                       "message_list")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @staticmethod
+    def _counts(obj):
+        """Messages of the broadcast by outcome, one grouped query per broadcast shown."""
+        if not hasattr(obj, "_outcome_counts"):
+            from . import delivery_states
+
+            counts = {"sent": 0, "failed": 0, "waiting": 0, "skipped": 0}
+            for status, n in (
+                MessageLog.objects.filter(related_object_type=role_broadcasts.RELATED_TYPE,
+                                          related_object_id=str(obj.pk))
+                .values_list("status").annotate(n=Count("pk")).order_by()
+            ):
+                if status in delivery_states.ACCEPTED:
+                    counts["sent"] += n
+                elif status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED):
+                    counts["failed"] += n
+                elif status == MessageStatus.SKIPPED:
+                    counts["skipped"] += n
+                else:
+                    counts["waiting"] += n
+            obj._outcome_counts = counts
+        return obj._outcome_counts
+
+    @admin.display(description=_("message"), ordering="title")
+    def summary(self, obj):
+        return f"{type_label(obj.message_type)}: {obj.title or obj.body[:60]}"
+
+    @admin.display(description=_("role"), ordering="role")
+    def role_label(self, obj):
+        from django.contrib.auth import get_user_model
+
+        return dict(get_user_model()._meta.get_field("role").choices).get(obj.role, obj.role)
+
+    @admin.display(description=_("users expanded"))
+    def progress(self, obj):
+        return gettext("%(done)s of %(total)s") % {"done": obj.users_expanded, "total": obj.total}
+
+    @admin.display(description=_("state"), ordering="expanded_at")
+    def state(self, obj):
+        if obj.expanded_at:
+            return gettext("Expanded")
+        return gettext("Expanding") if obj.users_expanded else gettext("Waiting for a worker")
+
+    @admin.display(description=_("sent"))
+    def sent(self, obj):
+        return self._counts(obj)["sent"]
+
+    @admin.display(description=_("failed"))
+    def failed_messages(self, obj):
+        return self._counts(obj)["failed"]
+
+    @admin.display(description=_("waiting"))
+    def waiting(self, obj):
+        return self._counts(obj)["waiting"]
+
+    @admin.display(description=_("skipped"))
+    def skipped(self, obj):
+        return self._counts(obj)["skipped"]
+
+    @admin.display(description=_("messages"))
+    def message_list(self, obj):
+        from django.urls import reverse
+
+        url = reverse("admin:notifications_messagelog_changelist")
+        return format_html('<a href="{}?related_object_type={}&related_object_id={}">{}</a>', url,
+                           role_broadcasts.RELATED_TYPE, obj.pk, gettext("See the messages of this broadcast"))

@@ -9,6 +9,7 @@ from pypdf import PdfReader
 from cmms.predictions import record_prediction
 from notifications.models import MessageLog, UserChannelPreference
 from tests.conftest import wait_for_status
+from tests.support.broadcasts import wait_expanded
 from tests.support.cmms import make_asset, make_operator
 from tests.support.processes import wait_for
 
@@ -91,6 +92,7 @@ def test_a_550_fails_that_address_once_and_marks_it_while_the_other_recipients_g
     with_email(make_operator(username="ok1"), "ana@faena.cl")
     with_email(make_operator(username="ok2"), "luis@faena.cl")
     MessageRouter().broadcast_to_role("OPERATOR", "Corte de energía", "Planta Sur sin energía de 14:00 a 15:00.")
+    wait_expanded()
 
     logs = list(email_logs())
     wait_until_sent(logs, statuses=("SENT", "FAILED"))

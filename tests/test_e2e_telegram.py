@@ -8,6 +8,7 @@ from notifications.message_router import MessageRouter
 from notifications.models import ChannelConfig, MessageLog, UserChannelPreference
 from tests.conftest import SANDBOX_TOKEN, wait_for_status
 from tests.factories import make_user
+from tests.support.broadcasts import wait_expanded
 
 pytestmark = pytest.mark.e2e
 NASTY = "Camión <A&B>_01 * [x] (y) # ñandú «ok» & <b>no es negrita</b>"
@@ -110,6 +111,7 @@ def test_broadcast_reaches_every_reachable_operator(e2e):
     make_user(role="OPERATOR")
     stats = MessageRouter().broadcast_to_role(role_name="OPERATOR", title="Mantenimiento Programado",
                                               message="Mañana habrá mantenimiento general de 8:00 a 12:00")
+    wait_expanded()
     assert stats == {"total": 4, "success": 3, "failed": 1}
     wait_for_status(MessageLog.objects.values_list("pk", flat=True))
     # Each operator's chat got it once (a slow call of an earlier test may still land in another chat).

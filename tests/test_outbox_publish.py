@@ -134,12 +134,19 @@ def waiting_tasks(queue="telegram"):
     return tasks
 
 
-def test_a_broadcast_publishes_batches_of_messages_not_one_task_per_message(broker):
+def test_a_broadcast_publishes_one_expansion_task_then_batches_of_messages_not_one_task_per_message(broker):
+    """The call writes one RoleBroadcast and publishes its expansion task
+    after commit; the expansion (the worker's task, run here) publishes each
+    batch of rows as a few delivery tasks."""
+    from notifications import role_broadcasts
+
     for i in range(120):
         make_user(telegram=1000 + i)
     with transaction.atomic():
         stats = MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Mantenimiento general mañana")
     assert stats == {"total": 120, "success": 120, "failed": 0}
+    assert queue_length(broker, "default") == 1 and queue_length(broker) == 0 and not MessageLog.objects.exists()
+    role_broadcasts.expand(stats.broadcast_id)
     tasks = waiting_tasks("telegram")
     batches = [args[0] for _name, args in tasks]
     assert {name for name, _args in tasks} == {"workers.deliver_messages"}

@@ -15,6 +15,7 @@ from django.db import transaction
 from notifications.message_router import MessageRouter
 from notifications.models import ChannelType, MessageLog, UserChannelPreference
 from tests.fault.stack import private_stack, received_rate, wait_until_done
+from tests.support.broadcasts import wait_expanded
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -62,6 +63,7 @@ def test_a_broadcast_to_600_chats_is_paced_at_the_bot_limit_without_429(stack, s
     operators(600)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Mantenimiento programado", "Mañana de 8:00 a 12:00")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     wait_until_done(ids, timeout=90)
     received = sandbox.messages()
@@ -99,6 +101,7 @@ def test_a_429_for_the_whole_bot_stops_every_process_until_retry_after(stack, sa
     operators(300)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Corte de energía en planta 2")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     from tests.support.processes import wait_for
 
@@ -127,6 +130,7 @@ def test_with_the_auto_scope_a_429_for_one_chat_holds_that_chat_only(stack, sand
         for i in range(3):
             MessageRouter().send_to_user(busy, "OT", f"Orden {i}", message_type="work_order_assigned")
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Reunión de seguridad a las 9:00")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     wait_until_done(ids, timeout=60)
     stats = sandbox.stats()
@@ -154,6 +158,7 @@ def test_by_default_a_429_for_one_chat_pauses_the_bot_and_nothing_is_sent_inside
     wait_for(lambda: sandbox.stats()["force_429_rejections"] >= 1, timeout=20, message="the chat's 429")
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Reunión de seguridad a las 9:00")
+    wait_expanded()
     wait_until_done(MessageLog.objects.values_list("pk", flat=True), timeout=60)
     stats = sandbox.stats()
     first_429 = min(stats["requests_while_force_429"])

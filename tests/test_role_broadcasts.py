@@ -231,3 +231,28 @@ def test_the_relay_publishes_unpublished_and_stalled_broadcasts_only(expansions,
     assert sorted(expansions) == sorted([never_published.pk, stalled.pk])
     # Touched: the next run leaves them to the task it just published.
     assert role_broadcasts.relay(now + timedelta(seconds=1)) == {"due": 0, "published": 0}
+
+
+def test_the_admin_shows_a_broadcasts_progress_in_spanish_and_english(admin_client, expansions):
+    from django.utils import translation
+
+    users = [make_user(role="TECHNICIAN", telegram=i) for i in range(5)]
+    stats = broadcast(role_name="TECHNICIAN", title="Corte de agua")
+    role_broadcasts.expand_batch(stats.broadcast_id, batch_users=3)
+    MessageLog.objects.filter(user=users[0]).update(status="SENT")
+    MessageLog.objects.filter(user=users[1]).update(status="FAILED")
+    listing = admin_client.get("/admin/notifications/rolebroadcast/").content.decode()
+    assert "Difusiones a un rol" in listing and "Corte de agua" in listing
+    assert "3 de 5" in listing and "Expandiéndose" in listing and "Técnico" in listing
+    detail = admin_client.get(f"/admin/notifications/rolebroadcast/{stats.broadcast_id}/change/").content.decode()
+    assert "Avance" in detail and "Ver los mensajes de esta difusión" in detail
+    import re
+
+    def field(name):
+        return re.search(rf'field-{name}">.*?<div class="readonly">(.*?)</div>', detail, re.S).group(1).strip()
+
+    assert (field("sent"), field("failed_messages"), field("waiting"), field("rows_queued")) == ("1", "1", "1", "3")
+    assert admin_client.get("/admin/notifications/rolebroadcast/add/").status_code == 403
+    with translation.override("en"):
+        english = admin_client.get("/admin/notifications/rolebroadcast/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Role broadcasts" in english or "role broadcasts" in english.lower()

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog, UserChannelPreference
+from tests.support.broadcasts import wait_expanded
 
 from .conftest import operators
 from .stack import wait_until_done
@@ -42,6 +43,7 @@ def test_502s_and_timeouts_on_20_percent_of_calls_end_sent_with_every_attempt_re
     operators(150)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Inspección", "Inspección de seguridad el lunes")
+    wait_expanded()
     rows = MessageLog.objects.all()
     wait_until_done(rows.values_list("pk", flat=True), timeout=90)
 
@@ -72,6 +74,7 @@ def test_permanent_errors_take_exactly_one_attempt_each(make_stack, sandbox):
         sandbox.set_chat(chat, state=state)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Nuevo procedimiento de bloqueo y etiquetado")
+    wait_expanded()
     rows = MessageLog.objects.all()
     wait_until_done(rows.values_list("pk", flat=True), timeout=30, statuses=("SENT", "FAILED"))
 

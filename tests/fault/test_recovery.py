@@ -8,6 +8,7 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
+from tests.support.broadcasts import wait_expanded
 from tests.support.recovery import RelayTicker, db_outage_recovery, kill9_recovery
 
 from .conftest import operators
@@ -24,6 +25,7 @@ def test_the_rows_of_a_killed_worker_are_retried_within_seconds_not_after_the_le
         operators(n, first_chat=base)
         with transaction.atomic():
             MessageRouter().broadcast_to_role("OPERATOR", "Parada de planta", "Parada general el sábado")
+        wait_expanded()
         return list(MessageLog.objects.values_list("pk", flat=True))
 
     with RelayTicker(every_s=5.0):  # as beat runs the relay in production

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
+from tests.support.broadcasts import wait_expanded
 from tests.support.processes import wait_for
 
 from .conftest import operators
@@ -76,6 +77,7 @@ def test_redis_down_10s_mid_broadcast_producers_never_block_and_everything_is_de
     users = operators(200)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Turno de noche", "Cambio de turno a las 22:00")
+    wait_expanded()
 
     with Producers(users) as producers:
         wait_for(lambda: len(sandbox.messages()) >= 60, timeout=30, message="the broadcast to be under way")

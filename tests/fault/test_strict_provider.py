@@ -12,6 +12,7 @@ from notifications.channels import OutgoingMessage
 from notifications.channels.telegram import render
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
+from tests.support.broadcasts import wait_expanded
 from tests.support.processes import wait_for
 
 from .conftest import operators
@@ -32,6 +33,7 @@ def test_a_broadcast_at_200_ms_with_jitter_gets_no_429_from_a_sliding_window(mak
     operators(300)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Inspección", "Inspección de seguridad el lunes")
+    wait_expanded()
     wait_until_done(MessageLog.objects.values_list("pk", flat=True), timeout=120)
     stats = sandbox.stats()
     rate = received_rate(sandbox.messages())
@@ -74,6 +76,7 @@ def test_an_absurd_retry_after_is_capped_and_everything_goes_out_after_the_cap(m
     sandbox.configure(force_429={"scope": "bot", "retry_after": 1, "duration_s": 5, "answer_retry_after": 1e12})
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Corte de agua")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     # The row that met the answer says it was absurd; the rows held back by
     # the bot-wide block say what they wait for.
@@ -97,6 +100,7 @@ def test_a_dripping_provider_does_not_hold_the_workers_and_nothing_is_lost(make_
     operators(8)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Corte de agua")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     # Every thread is freed at the deadline: all 8 rows get an attempt cut
     # short with 4 threads, which a per-read timeout would hold for minutes.

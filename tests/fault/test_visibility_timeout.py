@@ -13,6 +13,7 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
+from tests.support.broadcasts import wait_expanded
 
 from .conftest import operators
 from .stack import wait_until_done
@@ -35,6 +36,7 @@ def test_a_retry_after_longer_than_the_visibility_timeout_is_sent_once(make_stac
     sandbox.configure(force_429={"scope": 10_000, "retry_after": 5})
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Aviso", "Simulacro de evacuación a las 11:00")
+    wait_expanded()
     rows = MessageLog.objects.all()
     wait_until_done(rows.values_list("pk", flat=True), timeout=45)
 

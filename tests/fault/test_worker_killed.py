@@ -15,6 +15,7 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
+from tests.support.broadcasts import wait_expanded
 from tests.support.processes import wait_for
 
 from .conftest import operators
@@ -31,6 +32,7 @@ def test_kill_9_mid_broadcast_loses_nothing_and_duplicates_only_sends_in_flight(
     operators(500)
     with transaction.atomic():
         MessageRouter().broadcast_to_role("OPERATOR", "Parada de planta", "Parada general el sábado a las 6:00")
+    wait_expanded()
     ids = list(MessageLog.objects.values_list("pk", flat=True))
     assert len(ids) == 500
 
