@@ -69,3 +69,15 @@ def test_the_table_shows_every_headline_key(tiny_run, multihost_unavailable):
             continue
         for key in keys:
             assert key in proc.stdout
+
+
+def test_the_broadcast_scenario_measures_the_return_at_two_sizes_and_the_time_to_queue_everything(tiny_run):
+    """Issue 16: the call's return at the small and the large population, and
+    the time until every row exists and is published, each with its goal."""
+    from bench.goals import GOALS
+
+    _proc, results = tiny_run
+    written = json.loads(results.read_text())["results"]
+    for key in ("broadcast_10k_return_s", "broadcast_100k_return_s", "broadcast_10k_all_queued_s"):
+        assert key in written and key in GOALS, key
+    assert written["broadcast_100k_users"]["value"] > written["broadcast_users"]["value"] > 0
