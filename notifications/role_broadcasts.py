@@ -37,7 +37,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from . import dispatch, holds, message_types
@@ -85,9 +85,13 @@ def reachable_preference(spec, enabled_channels, now):
 def count_recipients(role, spec, enabled_channels, now=None):
     """(total, success, newest pk) of the role's active users in one query."""
     now = now or timezone.now()
-    reachable = reachable_preference(spec, enabled_channels, now).filter(user=OuterRef("pk"))
+    # IN (a subquery), not a correlated EXISTS: SQLite builds the set of
+    # reachable user ids once instead of probing per user and channel, and
+    # PostgreSQL hashes it (an EXISTS inside the FILTER ran per row, costed
+    # high enough to be JIT-compiled: 0.25 s at 100,000 users against 0.05 s).
+    reachable = reachable_preference(spec, enabled_channels, now).values("user_id")
     counts = get_user_model().objects.filter(role=role, is_active=True).aggregate(
-        total=Count("pk"), success=Count("pk", filter=Q(Exists(reachable))), newest=Max("pk"))
+        total=Count("pk"), success=Count("pk", filter=Q(pk__in=reachable)), newest=Max("pk"))
     return counts["total"], counts["success"] or 0, counts["newest"] or 0
 
 
