@@ -32,11 +32,12 @@ Counting versus expansion, where SQL cannot follow ``_plan`` exactly:
 """
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -202,20 +203,42 @@ def expand(pk, batch_users=None):
     """Expand broadcast ``pk`` to the end, batch after batch, publishing each
     batch's QUEUED rows after it commits (the worker's task; also callable
     synchronously, e.g. by a test or a shell, after the record committed).
-    Returns the number of users expanded by this call."""
+    Returns the number of users expanded by this call.
+
+    A batch is published by a helper thread while the next one is written
+    (the publish waits on Redis and the database, the write mostly on
+    Python), unless the caller holds a transaction: then the rows are not
+    committed yet, and another connection must not publish them."""
     from .message_router import MessageRouter
 
     router = MessageRouter()
+    if transaction.get_connection().in_atomic_block:
+        return _expand(pk, batch_users, router, _publish)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmms-broadcast-publish") as publisher:
+        pending = []
+        try:
+            return _expand(pk, batch_users, router, lambda queued: pending.append(publisher.submit(_publish, queued)))
+        finally:
+            for future in pending:
+                future.result()
+            publisher.submit(connections.close_all).result()  # the helper thread's own connection
+
+
+def _expand(pk, batch_users, router, publish):
     expanded = 0
     while True:
         finished, queued, users = expand_batch(pk, batch_users, router)
         expanded += users
         if queued:
-            # A publish lost here (broker down, worker killed) leaves the rows
-            # QUEUED and unpublished: the outbox relay publishes them.
-            dispatch.publish(queued, fanout=False, timeout=None)
+            publish(queued)
         if finished:
             return expanded
+
+
+def _publish(queued):
+    # A publish lost here (broker down, worker killed) leaves the rows QUEUED
+    # and unpublished: the outbox relay publishes them.
+    dispatch.publish(queued, fanout=False, timeout=None)
 
 
 def relay(now=None):
