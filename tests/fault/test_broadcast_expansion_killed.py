@@ -24,7 +24,7 @@ from .conftest import operators
 from .test_worker_killed import living_processes_in_group
 
 pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
-USERS, BATCH = 3000, 50
+USERS, BATCH = 4000, 25
 
 
 def expansion_worker(stack, pool):
