@@ -82,7 +82,32 @@ class _SandboxChild:
                 self.proc.wait()
 
 
-class SandboxProcess(_SandboxChild):
+class SandboxControl:
+    """The Telegram sandbox's control API over HTTP (``self.url``,
+    ``self.http``), with the same method names as sandbox.TelegramSandbox."""
+
+    def _call(self, method, name, **kwargs):
+        response = self.http.request(method, f"{self.url}/_sandbox/{name}", timeout=60, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def configure(self, **changes):
+        return self._call("POST", "config", json=changes)
+
+    def inject_update(self, update):
+        return self._call("POST", "updates", json=update)
+
+    def reset(self, config=False):
+        self._call("POST", "reset", json={"config": config})
+
+    def messages(self, chat_id=None):
+        return self._call("GET", "messages", params={"chat_id": chat_id} if chat_id is not None else None)["messages"]
+
+    def stats(self):
+        return self._call("GET", "stats")
+
+
+class SandboxProcess(SandboxControl, _SandboxChild):
     """``python -m sandbox`` in its own process (so it does not share a GIL
     with the load generator), driven through its control API with the same
     method names as sandbox.TelegramSandbox."""
@@ -106,27 +131,6 @@ class SandboxProcess(_SandboxChild):
             return self.http.get(f"{self.url}/_sandbox/health", timeout=1).ok
         except requests.RequestException:
             return False
-
-    def _call(self, method, name, **kwargs):
-        response = self.http.request(method, f"{self.url}/_sandbox/{name}", timeout=60, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **changes):
-        return self._call("POST", "config", json=changes)
-
-    def inject_update(self, update):
-        return self._call("POST", "updates", json=update)
-
-    def reset(self, config=False):
-        self._call("POST", "reset", json={"config": config})
-
-    def messages(self, chat_id=None):
-        return self._call("GET", "messages", params={"chat_id": chat_id} if chat_id is not None else None)["messages"]
-
-    def stats(self):
-        return self._call("GET", "stats")
-
 
 
 class TwilioSandboxProcess(_SandboxChild):

@@ -43,6 +43,8 @@ import threading
 import time
 from collections import Counter
 
+from .harness import SandboxControl
+
 SUBNET_PREFIX = "10.213"
 SANDBOX_PORT, REDIS_PORT, POSTGRES_PORT = 8081, 6379, 5432
 # One population (role, first chat) per phase, so that the sandbox's records keep them apart.
@@ -218,7 +220,7 @@ class _Process:
         os.unlink(self.log_path)
 
 
-class NetnsSandbox:
+class NetnsSandbox(SandboxControl):
     """``python -m sandbox`` inside the infra namespace, listening on its
     address, driven through its control API (the methods bench.harness'
     SandboxProcess has)."""
@@ -243,23 +245,6 @@ class NetnsSandbox:
                 return False
 
         wait_for(healthy, timeout=30, interval=0.1, message="the sandbox in the infra namespace")
-
-    def _call(self, method, name, **kwargs):
-        response = self.http.request(method, f"{self.url}/_sandbox/{name}", timeout=60, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **changes):
-        return self._call("POST", "config", json=changes)
-
-    def reset(self, config=False):
-        self._call("POST", "reset", json={"config": config})
-
-    def messages(self):
-        return self._call("GET", "messages")["messages"]
-
-    def stats(self):
-        return self._call("GET", "stats")
 
     def stop(self):
         self.server.stop()

@@ -7,7 +7,6 @@ duplicates only for sends that were in flight at the kill (rows SENDING
 then); those rows are flagged possible_duplicate.
 """
 
-import os
 from collections import Counter
 
 import pytest
@@ -16,7 +15,7 @@ from django.db import transaction
 from notifications.message_router import MessageRouter
 from notifications.models import MessageLog
 from tests.support.broadcasts import wait_expanded
-from tests.support.processes import wait_for
+from tests.support.processes import living_processes_in_group, wait_for
 
 from .conftest import operators
 from .stack import wait_until_done
@@ -54,21 +53,3 @@ def test_kill_9_mid_broadcast_loses_nothing_and_duplicates_only_sends_in_flight(
     assert sum(duplicates.values()) <= in_flight
     flagged = set(MessageLog.objects.filter(possible_duplicate=True).values_list("recipient", flat=True))
     assert {str(chat) for chat in duplicates} <= flagged
-
-
-def living_processes_in_group(pgid):
-    """Pids in process group ``pgid`` that are not zombies (a killed child
-    re-parented to an init that does not reap is a zombie, and harmless)."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            alive.append(int(entry))
-    return alive

@@ -272,9 +272,10 @@ class RabbitMQServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _group_alive(pgid):
-    """A process of group ``pgid`` is still running (zombies do not count: an
-    init that does not reap would keep them forever)."""
+def living_processes_in_group(pgid):
+    """Pids in process group ``pgid`` that are not zombies (a killed child
+    re-parented to an init that does not reap is a zombie, and harmless)."""
+    alive = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -284,8 +285,12 @@ def _group_alive(pgid):
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            alive.append(int(entry))
+    return alive
+
+
+def _group_alive(pgid):
+    return bool(living_processes_in_group(pgid))
 
 
 class Worker:
