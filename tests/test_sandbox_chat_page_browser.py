@@ -27,8 +27,18 @@ def test_a_person_types_presses_a_button_and_sees_the_edit(sandbox, browser):  #
     wait_for(lambda: any(u.get("message", {}).get("text") == "/ordenes" for u in sandbox.updates()),
              message="the typed message as an update")
 
-    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "button.press"), message="the page reloaded")
-    browser.find_element(By.CSS_SELECTOR, "button.press[data-callback='offer-token-1']").click()
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def press():
+        # The page reloads itself after the typed message: the button may be
+        # gone for a moment, or replaced between finding and clicking it.
+        try:
+            browser.find_element(By.CSS_SELECTOR, "button.press[data-callback='offer-token-1']").click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    wait_for(press, message="the button on the reloaded page")
     query = wait_for(lambda: next((u["callback_query"] for u in sandbox.updates() if "callback_query" in u), None),
                      message="the press as a callback query")
     assert (query["data"], query["message"]["message_id"], query["from"]["id"]) == ("offer-token-1",
