@@ -459,6 +459,9 @@ ESCALATION = {
 ROLE_BROADCASTS = {
     # Users a worker expands into MessageLog rows per transaction.
     "BATCH_USERS": env_int("ROLE_BROADCAST_BATCH_USERS", 1000),
+    # The first batch of an expansion is this small, so that the first
+    # messages go out while the rest is written.
+    "FIRST_BATCH_USERS": env_int("ROLE_BROADCAST_FIRST_BATCH_USERS", 100),
     # A broadcast whose expansion task was never published (broker down) is
     # published by the relay after this long...
     "UNPUBLISHED_AFTER_S": env_float("ROLE_BROADCAST_UNPUBLISHED_AFTER_S", 5.0),

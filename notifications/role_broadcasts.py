@@ -226,8 +226,11 @@ def expand(pk, batch_users=None):
 
 def _expand(pk, batch_users, router, publish):
     expanded = 0
+    size = batch_users or settings.ROLE_BROADCASTS["BATCH_USERS"]
+    first = max(1, min(size, settings.ROLE_BROADCASTS.get("FIRST_BATCH_USERS", size)))
     while True:
-        finished, queued, users = expand_batch(pk, batch_users, router)
+        # A small first batch: its messages are on their way while the rest is written.
+        finished, queued, users = expand_batch(pk, first if expanded == 0 else size, router)
         expanded += users
         if queued:
             publish(queued)

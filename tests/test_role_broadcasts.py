@@ -256,3 +256,17 @@ def test_the_admin_shows_a_broadcasts_progress_in_spanish_and_english(admin_clie
     with translation.override("en"):
         english = admin_client.get("/admin/notifications/rolebroadcast/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Role broadcasts" in english or "role broadcasts" in english.lower()
+
+
+def test_the_first_batch_is_small_so_the_first_messages_go_out_while_the_rest_is_written(
+        expansions, no_broker, settings, monkeypatch):
+    settings.ROLE_BROADCASTS = {**settings.ROLE_BROADCASTS, "BATCH_USERS": 4, "FIRST_BATCH_USERS": 2}
+    users = [make_user(telegram=200 + i) for i in range(7)]
+    published = []
+    real = role_broadcasts._publish
+    monkeypatch.setattr(role_broadcasts, "_publish", lambda queued: published.append(len(queued)) or real(queued))
+    stats = broadcast()
+    assert role_broadcasts.expand(stats.broadcast_id) == 7
+    assert published == [2, 4, 1]  # 2 first, then full batches of 4
+    assert sorted(no_broker) == sorted(MessageLog.objects.values_list("pk", "channel_type"))
+    assert {u.pk for u in users} == set(MessageLog.objects.values_list("user_id", flat=True))
