@@ -17,11 +17,9 @@ from django.db import transaction
 
 from notifications.message_router import MessageRouter
 from notifications.models import InAppNotification, MessageLog, RoleBroadcast, UserChannelPreference
-from tests.conftest import worker_env
-from tests.support.processes import Worker, wait_for
+from tests.support.processes import Worker, living_processes_in_group, wait_for
 
 from .conftest import operators
-from .test_worker_killed import living_processes_in_group
 
 pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 USERS, BATCH = 4000, 25
@@ -29,8 +27,7 @@ USERS, BATCH = 4000, 25
 
 def expansion_worker(stack, pool):
     """A worker on the default queue only: it expands, and no delivery competes."""
-    worker = Worker(worker_env(stack.redis.url, stack.sandbox.url, **stack.env), queues=["default"], pool=pool,
-                    concurrency=4).start()
+    worker = Worker(stack.worker_env(), queues=["default"], pool=pool, concurrency=4).start()
     stack.workers.append(worker)  # killed and its log shown at the end
     return worker
 

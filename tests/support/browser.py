@@ -41,6 +41,10 @@ def start_chrome(language="es"):
     service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
+    # A click that submits a form or reloads the page returns before the next
+    # page is there: finding an element waits for it (up to 5 s) instead of
+    # failing at once (NoSuchElement seen in CI right after a submit).
+    driver.implicitly_wait(5)
     return driver
 
 
