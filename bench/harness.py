@@ -319,6 +319,16 @@ class Profiler:
 
 
 # -- the run ------------------------------------------------------------------
+def retire_worker(worker, log):
+    """Kill a bench worker hard; keep its log only with BENCH_KEEP_LOGS."""
+    worker.kill(hard=True)
+    worker.stop()
+    if os.environ.get("BENCH_KEEP_LOGS"):
+        log(f"worker log: {worker.log_path}")
+    else:
+        worker.log_path.unlink(missing_ok=True)
+
+
 class Bench:
     """Shared parts of one run. Scenarios get a clean state from ``fresh()``
     and start the workers they need with ``workers()``."""
@@ -402,12 +412,7 @@ class Bench:
             for profiler in profilers:
                 self.log(f"profile: {profiler.stop()}")
             for worker in started:
-                worker.kill(hard=True)
-                worker.stop()
-                if os.environ.get("BENCH_KEEP_LOGS"):
-                    self.log(f"worker log: {worker.log_path}")
-                else:
-                    worker.log_path.unlink(missing_ok=True)
+                retire_worker(worker, self.log)
 
     def population(self, role, count, chat_base):
         """``count`` active users with ``role``, each with a Telegram chat of

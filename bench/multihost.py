@@ -43,7 +43,7 @@ import threading
 import time
 from collections import Counter
 
-from .harness import SandboxControl
+from .harness import SandboxControl, retire_worker
 
 SUBNET_PREFIX = "10.213"
 SANDBOX_PORT, REDIS_PORT, POSTGRES_PORT = 8081, 6379, 5432
@@ -392,12 +392,7 @@ class Cluster:
         keep = []
         for host, worker in self.workers:
             if hosts is None or host in hosts:
-                worker.kill(hard=True)
-                worker.stop()
-                if os.environ.get("BENCH_KEEP_LOGS"):
-                    self.log(f"  worker log: {worker.log_path}")
-                else:
-                    worker.log_path.unlink(missing_ok=True)
+                retire_worker(worker, self.log)
             else:
                 keep.append((host, worker))
         self.workers = keep
