@@ -46,12 +46,13 @@ SCENARIO_KEYS = {
 GOALS = {
     "producer_slow_over_fast": Goal("<=", 1.1),
     "pipeline_over_raw_http": Goal(">=", 0.5),
-    # The limiter paces at RATE_LIMIT_MARGIN (0.85) of the limit: the sandbox's
-    # sliding window and +-50 ms jitter answer 429 to a pace at the limit.
-    "ratelimit_efficiency": Goal(">=", 0.8),
+    # The sandbox's 1-s sliding window and 0-100 ms of jitter answer 429 to a
+    # pace at the limit: 30 / 1.1 = 0.909 is the ceiling (the departure log,
+    # RATE_LIMIT_TELEGRAM_JITTER_S), the pace RATE_LIMIT_MARGIN (0.91).
+    "ratelimit_efficiency": Goal(">=", 0.9),
     "ratelimit_429": Goal("<=", 0),
-    # As ratelimit_efficiency: the limiter paces at RATE_LIMIT_MARGIN (0.85) of the limit.
-    "default_worker_ratelimit_efficiency": Goal(">=", 0.8),
+    # Issue 16: a plain `celery -A celery_app worker` at 0.9 of the limit, no 429.
+    "default_worker_ratelimit_efficiency": Goal(">=", 0.9),
     "default_worker_429": Goal("<=", 0),
     "default_worker_over_paced": Goal(">=", 0.95),
     # One RoleBroadcast written whatever the size; workers expand it (issue 16).

@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 
 from tests.support.processes import ROOT, RedisServer, Worker, free_port, wait_for
+from tests.support.sandbox_process import SandboxProcess, _SandboxChild
 
 # The bench runs the product as production would: DEBUG off (Django would
 # otherwise keep every query in memory, and Celery warns it leaks).
@@ -62,77 +63,6 @@ def _fresh_postgres(cfg, name):
 
 
 # -- the sandboxes ----------------------------------------------------------------
-class _SandboxChild:
-    """A stand-in started as a child process (``self.proc``): stopped with
-    SIGTERM, killed if it does not stop within 10 s."""
-
-    proc = None
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class SandboxControl:
-    """The Telegram sandbox's control API over HTTP (``self.url``,
-    ``self.http``), with the same method names as sandbox.TelegramSandbox."""
-
-    def _call(self, method, name, **kwargs):
-        response = self.http.request(method, f"{self.url}/_sandbox/{name}", timeout=60, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **changes):
-        return self._call("POST", "config", json=changes)
-
-    def inject_update(self, update):
-        return self._call("POST", "updates", json=update)
-
-    def reset(self, config=False):
-        self._call("POST", "reset", json={"config": config})
-
-    def messages(self, chat_id=None):
-        return self._call("GET", "messages", params={"chat_id": chat_id} if chat_id is not None else None)["messages"]
-
-    def stats(self):
-        return self._call("GET", "stats")
-
-
-class SandboxProcess(SandboxControl, _SandboxChild):
-    """``python -m sandbox`` in its own process (so it does not share a GIL
-    with the load generator), driven through its control API with the same
-    method names as sandbox.TelegramSandbox."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-        self.http = requests.Session()
-
-    def start(self):
-        args = [sys.executable, "-m", "sandbox", "--port", str(self.port), "--quiet", "--no-limits"]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._healthy, timeout=15, message="the sandbox subprocess")
-        return self
-
-    def _healthy(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"python -m sandbox exited with {self.proc.returncode}")
-        try:
-            return self.http.get(f"{self.url}/_sandbox/health", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-
 class TwilioSandboxProcess(_SandboxChild):
     """``python -m sandbox.twilio`` in its own process, pacing each sender at
     ``sender_rate`` segments/s (20429 above it). Status callbacks are never

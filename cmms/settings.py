@@ -398,15 +398,25 @@ RATE_LIMIT = {
     # bot-wide retry_after. Its cost: a 429 that was only one chat's pauses
     # every chat for retry_after (docs/operations.md).
     "RETRY_AFTER_SCOPE": os.environ.get("RATE_LIMIT_RETRY_AFTER_SCOPE", "account"),
-    # Pace at this fraction of each published limit: network jitter bunches
-    # arrivals, and a provider counting in a sliding window answers 429 to a
-    # pace of exactly its limit. With +-50 ms of jitter the ceiling is
-    # 1 / 1.1 = 0.91; 0.85 leaves room for the workers' own scheduling jitter
-    # (0.88 still drew 4 x 429 once in CI: tests/fault/test_strict_provider.py,
-    # docs/benchmarks.md).
+    # Pace at this fraction of each published limit, and never more sends in
+    # any span of the provider's window plus the network's jitter than the
+    # window allows (the departure log, workers/ratelimit.py). A provider
+    # counting a sliding window sees arrivals, which the network spreads by
+    # its jitter, and a worker thread that wakes late bunches its send with
+    # the next one: at +-50 ms of jitter (0-100 ms of spread) a 1-s window of
+    # 30 holds 30 sends in any 1.1 s, a ceiling of 30 / 1.1 = 0.909 of the
+    # limit whatever the pace. Before the log, the pace alone had to keep
+    # clear of the threads' own lateness too (0.88 drew 4 x 429 once in CI);
+    # with it the pace can sit at the ceiling (docs/benchmarks.md, "Rate-limit
+    # margin").
     # Per channel; a channel not named paces at its full limit (Twilio queues
     # what exceeds a number's rate instead of counting a window).
-    "MARGIN": {"TELEGRAM": env_float("RATE_LIMIT_MARGIN", 0.85)},
+    "MARGIN": {"TELEGRAM": env_float("RATE_LIMIT_MARGIN", 0.91)},
+    # Channels whose provider counts a sliding window of its account's limit:
+    # its length (RATE_LIMIT_TELEGRAM_WINDOW_S, 0: no departure log) and how
+    # far the network may spread arrivals (RATE_LIMIT_TELEGRAM_JITTER_S).
+    "WINDOW": {"TELEGRAM": {"window_s": env_float("RATE_LIMIT_TELEGRAM_WINDOW_S", 1.0),
+                            "jitter_s": env_float("RATE_LIMIT_TELEGRAM_JITTER_S", 0.1)}},
 }
 
 # --- Maintenance domain (cmms/) -------------------------------------------------

@@ -283,12 +283,13 @@ def wait_for_status(message_ids, statuses=("SENT",), timeout=30):
 def limiter(redis_server, settings):
     """The shared rate limiter pointed at the private Redis, with no state
     left from another test. Its mechanics are tested at the published limits
-    with the "auto" 429 scope; the defaults (a margin under the limits, a 429
-    blocking the bot) have their own tests in test_ratelimit.py."""
+    with the "auto" 429 scope and no departure log; the defaults (a margin
+    under the limits, the log, a 429 blocking the bot) have their own tests
+    in test_ratelimit.py."""
     from workers import ratelimit
 
     settings.RATE_LIMIT = {**settings.RATE_LIMIT, "REDIS_URL": redis_server.url, "MARGIN": 1.0,
-                           "RETRY_AFTER_SCOPE": "auto"}
+                           "RETRY_AFTER_SCOPE": "auto", "WINDOW": {}}
     ratelimit.reset()
     client = redis_lib.Redis.from_url(redis_server.url)
     for key in client.scan_iter(f"{ratelimit.KEY_PREFIX}:*"):

@@ -236,3 +236,126 @@ def test_by_default_a_429_blocks_the_whole_bot_so_nothing_is_sent_inside_its_wai
     assert limiter.note_retry_after("TELEGRAM", "42", 5, "777") == "account"
     with pytest.raises(limiter.RateLimited):
         limiter.acquire("TELEGRAM", "43", "777", sleep=lambda s: None)  # another chat waits too
+
+
+# -- the departure log: a sliding window's count, whatever the threads' lateness --
+def _departures(limiter, account="777"):
+    """The instants (Redis clock, s) the departure log holds for the bot."""
+    scope = next(s for s in limiter.scopes_for("TELEGRAM", "1", account) if s.name == "account")
+    client = limiter.client()
+    return sorted(score / 1e6 for _member, score in client.zrange(scope.sent_key, 0, -1, withscores=True))
+
+
+@pytest.fixture
+def window_guard(settings, limiter, telegram_limits):
+    """30/s with a burst of 30 (the pace lets every due send go at once, as
+    after a stall of every worker thread) and the departure log of a 1-s
+    window plus 0.1 s of jitter."""
+    telegram_limits(account=(30, 1, 30, 5), recipient=None, group=None)
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "WINDOW": {"TELEGRAM": {"window_s": 1.0, "jitter_s": 0.1}}}
+    return limiter
+
+
+def test_sends_that_bunch_are_held_back_to_the_windows_count_in_any_window_plus_jitter(window_guard):
+    limiter = window_guard
+    barrier = threading.Barrier(41)
+    errors, logged, done = [], {}, threading.Event()
+
+    def send(i):
+        barrier.wait()
+        try:
+            limiter.acquire("TELEGRAM", str(1000 + i), "777")
+        except (limiter.RateLimited, limiter.LimiterUnavailable) as exc:  # reported below
+            errors.append(exc)
+
+    def watch():  # the log keeps each send for 1.1 s: reading it every 10 ms misses none
+        scope = next(s for s in limiter.scopes_for("TELEGRAM", "1", "777") if s.name == "account")
+        client = limiter.client()
+        while not done.is_set():
+            logged.update(client.zrange(scope.sent_key, 0, -1, withscores=True))
+            time.sleep(0.01)
+        logged.update(client.zrange(scope.sent_key, 0, -1, withscores=True))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+    assert errors == []
+    sent = sorted(score / 1e6 for score in logged.values())  # when each was let go, on Redis' clock
+    assert len(sent) == 40
+    # Never more than 30 in any 1.1 s, so never more than 30 can arrive in
+    # any 1 s while the network's spread stays within 0.1 s...
+    assert max(sum(1 for s in sent if start <= s < start + 1.1) for start in sent) == 30
+    # ...and the 31st went as soon as the first left that span.
+    assert 1.1 < sent[30] - sent[0] < 1.2
+
+
+def test_a_message_of_several_requests_takes_as_many_places_in_the_log(window_guard):
+    limiter = window_guard
+    limiter.acquire("TELEGRAM", "1", "777", cost=29)
+    slept = []
+    with pytest.raises(limiter.RateLimited):  # 2 more do not fit: the wait is the log's, past the budget of 0
+        limiter.acquire("TELEGRAM", "2", "777", cost=2,
+                        sleep=lambda s: slept.append(s) or (_ for _ in ()).throw(limiter.RateLimited(s, "account")))
+    assert slept and 1.0 < slept[0] <= 1.1
+    assert len(_departures(limiter)) == 29
+    limiter.acquire("TELEGRAM", "3", "777", cost=1)  # one more fits at once
+    assert len(_departures(limiter)) == 30
+
+
+def test_by_default_telegram_keeps_a_log_of_its_window_and_a_huge_limit_keeps_none(settings):
+    from cmms import settings as project
+    from workers import ratelimit as limiter_module
+
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "WINDOW": project.RATE_LIMIT["WINDOW"]}
+    account = next(s for s in limiter_module.scopes_for("TELEGRAM", "42", "777") if s.name == "account")
+    assert (account.guard_count, account.guard_span_s) == (30, pytest.approx(1.1))
+    recipient = next(s for s in limiter_module.scopes_for("TELEGRAM", "42", "777") if s.name == "recipient")
+    assert recipient.guard_count == 0  # the bot's window, not a chat's
+    assert {s.guard_count for s in limiter_module.scopes_for("EMAIL", "a@example.com", "x")} == {0}  # no window
+    settings.RATE_LIMITS = limits(account=(1_000_000, 1, 1, 5), recipient=None, group=None)
+    account = next(s for s in limiter_module.scopes_for("TELEGRAM", "42", "777") if s.name == "account")
+    assert account.guard_count == 0  # a sorted set of a million sends a second would cost more than it guards
+
+
+def test_the_window_is_read_from_the_environment_and_zero_turns_the_log_off(monkeypatch):
+    import importlib
+
+    from cmms import settings as project
+
+    monkeypatch.setenv("RATE_LIMIT_TELEGRAM_WINDOW_S", "0")
+    monkeypatch.setenv("RATE_LIMIT_TELEGRAM_JITTER_S", "0.25")
+    try:
+        reloaded = importlib.reload(project)
+        assert reloaded.RATE_LIMIT["WINDOW"]["TELEGRAM"] == {"window_s": 0.0, "jitter_s": 0.25}
+    finally:
+        monkeypatch.delenv("RATE_LIMIT_TELEGRAM_WINDOW_S")
+        monkeypatch.delenv("RATE_LIMIT_TELEGRAM_JITTER_S")
+        importlib.reload(project)
+
+
+def test_a_429_that_comes_during_a_wait_is_honoured_before_the_log_takes_the_send(window_guard, settings):
+    limiter = window_guard
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "RETRY_AFTER_SCOPE": "account"}
+    limiter.acquire("TELEGRAM", "1", "777", cost=30)
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:  # during the log's wait, the bot draws a 429 for 3 s
+            limiter.note_retry_after("TELEGRAM", "9", 3, "777")
+            raise limiter.RateLimited(seconds, "stop")
+
+    with pytest.raises(limiter.RateLimited) as caught:
+        limiter.acquire("TELEGRAM", "2", "777", sleep=sleep)
+    assert caught.value.scope == "stop"
+    blocked, scope, held_back = limiter.awake(limiter.scopes_for("TELEGRAM", "2", "777"))
+    assert scope == "account" and 2.5 < blocked <= 3
+    assert held_back == 0  # not looked at while the bot is blocked: nothing was taken
+    assert len(_departures(limiter)) == 30

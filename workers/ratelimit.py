@@ -20,14 +20,28 @@ A 429 that still comes (the bot is shared with another system) stores a
 "blocked until" per scope in Redis; every reservation and every thread that
 wakes up from a wait honours it, in any process.
 
+A provider that counts a sliding window (Telegram: about 30 in any second)
+sees arrivals, not departures: the network spreads sends by up to its
+jitter, and a worker thread that wakes late from its wait departs later than
+its slot. So the account scope also keeps a log of the instants sends
+actually went out (a sorted set in Redis, checked and added to atomically
+just before each send): at most the window's count in any span of the
+window plus the jitter (RATE_LIMIT["WINDOW"]). However late threads wake,
+no more than that many leave in such a span, so no more than the window's
+count can arrive in any window while the network's spread stays within the
+jitter. The pace (GCRA, at RATE_LIMIT_MARGIN of the limit) spaces the sends;
+the log only holds back the ones that bunch.
+
 Redis unreachable or hung: ``LimiterUnavailable`` after a short socket
 timeout. Delivery fails closed: nothing is sent without the limiter, the row
 waits in the database (no attempt counted) and goes out once Redis is back.
 """
 
 import hashlib
+import itertools
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +52,11 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 KEY_PREFIX = "cmms:rl"
 _DEFAULT_MAX_SLEEP_S = 2.0
+# A departure log is kept for windows of at most this many sends (a sorted set
+# of the last span's sends; a limit of 1,000,000/s means "no limit" anyway).
+GUARD_MAX_COUNT = 1000
+_members = itertools.count()
+_member_prefix = os.urandom(4).hex()
 
 # KEYS: per scope, its TAT key then its blocked-until key.
 # ARGV: per scope, interval_us, tolerance_us, max_wait_us, shared (1: the
@@ -48,37 +67,58 @@ _DEFAULT_MAX_SLEEP_S = 2.0
 # chat's later slot would hold up every other chat until then).
 # Returns {reserved (0/1), wait_us, index of the scope that sets the wait,
 # the reserved instant in Redis time (us)}.
-_RESERVE = """
+_GUARD_LUA = """
+local function guard(key, now, span, count, member, cost)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+  local held = redis.call('ZCARD', key)
+  if held + cost <= count then
+    for c = 1, cost do redis.call('ZADD', key, now, member .. ':' .. c) end
+    redis.call('PEXPIRE', key, math.ceil(span / 1000) + 1000)
+    return 0
+  end
+  -- The send that frees enough room leaves the span at its instant + span.
+  local freeing = redis.call('ZRANGE', key, held + cost - count - 1, held + cost - count - 1, 'WITHSCORES')
+  return math.max(tonumber(freeing[2]) + span - now + 1, 1)
+end
+"""
+
+# The departure log (see the module's docstring). KEYS[1] its key; ARGV[1..4]
+# span_us (0: no log), count, member, cost.
+_RESERVE = _GUARD_LUA + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS / 2
+local n = (#KEYS - 1) / 2
 local tats, wait, worst, over = {}, 0, 0, false
 local shared_wait, shared_interval = nil, 0
 for i = 1, n do
-  local interval = tonumber(ARGV[4 * i - 3])
-  local tolerance = tonumber(ARGV[4 * i - 2])
-  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local interval = tonumber(ARGV[4 * i + 1])
+  local tolerance = tonumber(ARGV[4 * i + 2])
+  local tat = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
   if tat < now then tat = now end
   tats[i] = tat
   local w = tat - tolerance - now
-  local blocked = tonumber(redis.call('GET', KEYS[2 * i]) or '0') - now
+  local blocked = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0') - now
   if blocked > w then w = blocked end
-  if w > tonumber(ARGV[4 * i - 1]) then over = true end
-  if ARGV[4 * i] == '1' then
+  if w > tonumber(ARGV[4 * i + 3]) then over = true end
+  if ARGV[4 * i + 4] == '1' then
     shared_wait = math.max(w, 0)
     shared_interval = interval
   end
   if w > wait then wait = w; worst = i end
 end
 if over or (shared_interval > 0 and wait - shared_wait > shared_interval) then
-  return {0, wait, worst, 0}
+  return {0, wait, worst, 0, 0}
 end
 local at = now + wait
 for i = 1, n do
-  local tat = math.max(tats[i], at) + tonumber(ARGV[4 * i - 3])
-  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  local tat = math.max(tats[i], at) + tonumber(ARGV[4 * i + 1])
+  redis.call('SET', KEYS[2 * i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
-return {1, wait, worst, at}
+-- Sending at once: the departure log is checked now (after a wait, by _AWAKE).
+local held_back = -1
+if tonumber(ARGV[1]) == 0 then held_back = 0
+elseif wait <= 0 then held_back = guard(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])) end
+return {1, wait, worst, at, held_back}
 """
 
 # A message that cannot go soon because of a recipient's own pace takes the
@@ -109,6 +149,21 @@ for i = 1, #KEYS do
   if w > wait then wait = w; worst = i end
 end
 return {wait, worst}
+"""
+
+# After a wait, just before the send: the 429 blocks, then the departure log.
+# KEYS[1] the log, then blocked-until keys; ARGV as _RESERVE's first four.
+# Returns {longest remaining block in us, its index, us until the log has room}.
+_AWAKE = _GUARD_LUA + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait, worst = 0, 0
+for i = 2, #KEYS do
+  local w = tonumber(redis.call('GET', KEYS[i]) or '0') - now
+  if w > wait then wait = w; worst = i - 1 end
+end
+if wait > 0 or tonumber(ARGV[1]) == 0 then return {wait, worst, 0} end
+return {0, 0, guard(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))}
 """
 
 # KEYS[1] the recipient's blocked key, KEYS[2] the account's, KEYS[3] the
@@ -162,10 +217,18 @@ class Scope:
     interval_s: float
     burst: int
     max_sleep_s: float
+    # The departure log (account scope only): at most guard_count sends in any
+    # guard_span_s (0: none).
+    guard_span_s: float = 0.0
+    guard_count: int = 0
 
     @property
     def blocked_key(self):
         return f"{self.key}:blocked"
+
+    @property
+    def sent_key(self):
+        return f"{self.key}:sent"
 
 
 @dataclass(frozen=True)
@@ -174,6 +237,9 @@ class Reservation:
     wait_s: float
     scope: str  # the scope that set the wait
     at: float  # the instant reserved (Redis clock, epoch seconds)
+    # Sending at once (wait_s 0): 0 when the departure log took the send,
+    # else the seconds until it has room. None: checked after the wait.
+    held_back_s: float | None = 0.0
 
 
 _client = None
@@ -193,7 +259,8 @@ def client():
                 health_check_interval=0,
             )
             _scripts.clear()
-            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("block", _BLOCK), ("queue", _QUEUE)):
+            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("awake", _AWAKE), ("block", _BLOCK),
+                                 ("queue", _QUEUE)):
                 _scripts[name] = _client.register_script(source)
         return _client
 
@@ -240,31 +307,61 @@ def scopes_for(channel_type, address, account=""):
     margin = settings.RATE_LIMIT.get("MARGIN", 1.0)
     margin = margin.get(channel_type, 1.0) if isinstance(margin, dict) else margin
     margin = min(max(float(margin), 0.05), 1.0)
+    window = (settings.RATE_LIMIT.get("WINDOW") or {}).get(channel_type)
     scopes = []
     for name, key in wanted:
         limit = limits.get(name)
         if limit and limit["limit"] > 0:
+            span, count = 0.0, 0
+            if name == "account" and window and window.get("window_s", 0) > 0:
+                # The provider's count per window, not the pace's (the margin
+                # spaces the sends; this bounds how many may bunch).
+                count = math.floor(limit["limit"] * window["window_s"] / limit["period_s"] + 1e-9)
+                span = window["window_s"] + max(float(window.get("jitter_s", 0.0)), 0.0)
+                if not 1 <= count <= GUARD_MAX_COUNT:
+                    span, count = 0.0, 0
             scopes.append(
                 Scope(name, key, limit["period_s"] / (limit["limit"] * margin), max(int(limit["burst"]), 1),
-                      limit["max_sleep_s"])
+                      limit["max_sleep_s"], span, count)
             )
         else:  # no pace of its own, but a 429 can still block it
             scopes.append(Scope(name, key, 0.0, 1, _DEFAULT_MAX_SLEEP_S))
     return scopes
 
 
+def _guard_args(scopes, cost):
+    """The departure log's KEYS[1] and ARGV[1..4] for the scripts."""
+    guarded = next((s for s in scopes if s.guard_count), None)
+    if guarded is None:
+        return [scopes[0].key + ":sent"], [0, 0, "", 0]
+    member = f"{_member_prefix}:{next(_members)}"
+    return [guarded.sent_key], [round(guarded.guard_span_s * 1e6), guarded.guard_count, member,
+                                min(max(int(cost), 1), guarded.guard_count)]
+
+
 def reserve(scopes, cost=1):
     """One reservation over ``scopes``: a Reservation (``reserved`` False when
-    a scope's wait is longer than its max_sleep_s: nothing was taken)."""
-    keys, args = [], []
+    a scope's wait is longer than its max_sleep_s: nothing was taken). A
+    reservation to send at once is also checked against the departure log."""
+    keys, args = _guard_args(scopes, cost)
     for scope in scopes:
         # Rounded up: 30/s must never fit 31 sends in one second.
         interval_us = math.ceil(scope.interval_s * cost * 1e6)
         tolerance_us = math.floor(scope.interval_s * (scope.burst - 1) * 1e6)
         keys += [scope.key, scope.blocked_key]
         args += [interval_us, tolerance_us, round(scope.max_sleep_s * 1e6), int(scope.name == "account")]
-    reserved, wait_us, worst, at_us = _run("reserve", keys, args)
-    return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6)
+    reserved, wait_us, worst, at_us, held_back_us = _run("reserve", keys, args)
+    return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6,
+                       None if held_back_us < 0 else held_back_us / 1e6)
+
+
+def awake(scopes, cost=1):
+    """Just before a send that waited: (seconds until every 429 block on
+    ``scopes`` has expired, that scope, seconds until the departure log has
+    room, 0 when it took the send)."""
+    keys, args = _guard_args(scopes, cost)
+    wait_us, worst, held_back_us = _run("awake", keys + [s.blocked_key for s in scopes], args)
+    return wait_us / 1e6, scopes[worst - 1].name if worst else "", held_back_us / 1e6
 
 
 def queue_slot(scope):
@@ -303,21 +400,31 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
             if scope is None or scope.name == "account":
                 raise RateLimited(slot.wait_s, slot.scope)
             raise RateLimited(queue_slot(scope), scope.name)
-        if slot.wait_s <= 0:
+        if slot.wait_s <= 0 and slot.held_back_s == 0:
             return slept
-        sleep(slot.wait_s)
-        slept += slot.wait_s
-        # A 429 may have arrived for one of these scopes while we slept: honour it.
-        blocked, scope = blocked_for(scopes)
-        if blocked <= 0:
-            return slept
-        if slept + blocked > budget.get(scope, 0):
-            raise RateLimited(blocked, scope)
-        sleep(blocked)
-        slept += blocked
-        # The slot reserved fell inside the block. Reserve again instead of
-        # sending now: every thread that slept through the block would
-        # otherwise send at its end, all at once, and draw the next 429.
+        wait = slot.wait_s if slot.wait_s > 0 else slot.held_back_s
+        while True:
+            sleep(wait)
+            slept += wait
+            # A 429 may have arrived for one of these scopes while we slept:
+            # honour it; else the departure log takes the send or says how long
+            # until the sends that bunched before it leave its span.
+            blocked, scope, held_back = awake(scopes, cost)
+            if blocked <= 0 and held_back <= 0:
+                return slept
+            if blocked <= 0:
+                if slept + held_back > budget.get("account", 0):
+                    raise RateLimited(held_back, "account")
+                wait = held_back
+                continue
+            if slept + blocked > budget.get(scope, 0):
+                raise RateLimited(blocked, scope)
+            sleep(blocked)
+            slept += blocked
+            # The slot reserved fell inside the block. Reserve again instead of
+            # sending now: every thread that slept through the block would
+            # otherwise send at its end, all at once, and draw the next 429.
+            break
 
 
 def note_retry_after(channel_type, address, seconds, account="", scope=None):
