@@ -359,3 +359,14 @@ def test_a_429_that_comes_during_a_wait_is_honoured_before_the_log_takes_the_sen
     assert scope == "account" and 2.5 < blocked <= 3
     assert held_back == 0  # not looked at while the bot is blocked: nothing was taken
     assert len(_departures(limiter)) == 30
+
+
+def test_a_send_the_log_holds_back_longer_than_the_bots_sleep_budget_goes_back_to_the_row(window_guard, settings):
+    limiter = window_guard
+    settings.RATE_LIMITS = limits(account=(30, 1, 30, 0.5), recipient=None, group=None)  # sleeps up to 0.5 s
+    limiter.acquire("TELEGRAM", "1", "777", cost=30)
+    slept = []
+    with pytest.raises(limiter.RateLimited) as caught:
+        limiter.acquire("TELEGRAM", "2", "777", sleep=slept.append)
+    assert caught.value.scope == "account" and 1.0 < caught.value.wait_s <= 1.1
+    assert sum(slept) <= 0.5  # the pace's own short wait at most: no thread parked beyond the budget

@@ -402,7 +402,11 @@ def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
             raise RateLimited(queue_slot(scope), scope.name)
         if slot.wait_s <= 0 and slot.held_back_s == 0:
             return slept
-        wait = slot.wait_s if slot.wait_s > 0 else slot.held_back_s
+        wait = slot.wait_s
+        if wait <= 0:  # held back by the departure log
+            wait = slot.held_back_s
+            if wait > budget.get("account", 0):
+                raise RateLimited(wait, "account")
         while True:
             sleep(wait)
             slept += wait
