@@ -59,6 +59,17 @@ class MessageTypeFilter(admin.SimpleListFilter):
         return queryset.filter(message_type=self.value()) if self.value() else queryset
 
 
+def short_when(moment):
+    """Day and time in the configured zone (a list's date hierarchy gives the year)."""
+    return timezone.localtime(moment).strftime("%d-%m %H:%M")
+
+
+def summary_html(title, message_type):
+    """A list's message column: the title, cut at 70 characters, over its type."""
+    title = title if len(title) <= 70 else title[:69] + "…"
+    return format_html('{}<br><span class="quiet">{}</span>', title, type_label(message_type))
+
+
 class ChannelConfigForm(forms.ModelForm):
     class Meta:
         model = ChannelConfig
@@ -189,8 +200,7 @@ class MessageLogAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("created"), ordering="created_at")
     def when(self, obj):
-        # Day and time in the configured zone; the date hierarchy above gives the year.
-        return timezone.localtime(obj.created_at).strftime("%d-%m %H:%M")
+        return short_when(obj.created_at)
 
     @admin.display(description=_("channel"), ordering="channel_type")
     def channel(self, obj):
@@ -198,9 +208,7 @@ class MessageLogAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("message"), ordering="title")
     def summary(self, obj):
-        title = obj.title or obj.body
-        title = title if len(title) <= 70 else title[:69] + "…"
-        return format_html('{}<br><span class="quiet">{}</span>', title, type_label(obj.message_type))
+        return summary_html(obj.title or obj.body, obj.message_type)
 
     @admin.display(description=_("to"), ordering="recipient")
     def to(self, obj):
@@ -302,28 +310,66 @@ class InboundEventAdmin(admin.ModelAdmin):
         return False
 
 
+def _role_choices():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()._meta.get_field("role").choices
+
+
+class BroadcastRoleFilter(admin.SimpleListFilter):
+    """The role as users read it (Técnico), not its stored value (TECHNICIAN)."""
+
+    title = _("role")
+    parameter_name = "role"
+
+    def lookups(self, request, model_admin):
+        return list(_role_choices())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(role=self.value()) if self.value() else queryset
+
+
+class BroadcastStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", _("Waiting for a worker")), ("expanding", _("Expanding")), ("expanded", _("Expanded"))]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "expanded":
+            return queryset.filter(expanded_at__isnull=False)
+        if value == "expanding":
+            return queryset.filter(expanded_at__isnull=True, users_expanded__gt=0)
+        if value == "waiting":
+            return queryset.filter(expanded_at__isnull=True, users_expanded=0)
+        return queryset
+
+
 @admin.register(RoleBroadcast)
 class RoleBroadcastAdmin(admin.ModelAdmin):
     """A broadcast to a role and its progress: users expanded into messages,
     messages queued, sent and failed (notifications.role_broadcasts). Read-only."""
 
-    list_display = ("created_at", "summary", "role_label", "progress", "rows_queued", "sent", "failed_messages",
-                    "state")
+    # Short columns, as the MessageLog list: it fits 1366 px with the filter sidebar.
+    list_display = ("when", "summary", "role_label", "recipients", "queued", "sent", "failed_messages", "state")
     list_display_links = ("summary",)
-    list_filter = ("role", "priority", ("expanded_at", admin.EmptyFieldListFilter), "created_at")
+    actions = None  # a record of what was sent: nothing to do to many at once
+    list_filter = (BroadcastRoleFilter, BroadcastStateFilter, "priority", "created_at")
     search_fields = ("title", "body", "idempotency_key")
     date_hierarchy = "created_at"
     list_per_page = 25
     fieldsets = (
-        (None, {"fields": ("summary", "role_label", "message_type", "priority", "body", "idempotency_key")}),
+        (None, {"fields": ("title", "type_name", "role_label", "priority", "body", "idempotency_key")}),
         (_("Recipients at the call"), {"fields": ("total", "success", "failed")}),
         (_("Progress"), {"fields": ("state", "progress", "rows_written", "rows_queued", "sent", "failed_messages",
                                     "waiting", "skipped", "message_list")}),
         (_("Times"), {"fields": ("created_at", "published_at", "touched_at", "expanded_at"),
                       "classes": ("collapse",)}),
     )
-    readonly_fields = ("summary", "role_label", "state", "progress", "sent", "failed_messages", "waiting", "skipped",
-                       "message_list")
+    readonly_fields = ("summary", "type_name", "role_label", "state", "progress", "sent", "failed_messages", "waiting",
+                       "skipped", "message_list")
 
     def has_add_permission(self, request):
         return False
@@ -354,15 +400,29 @@ class RoleBroadcastAdmin(admin.ModelAdmin):
             obj._outcome_counts = counts
         return obj._outcome_counts
 
+    @admin.display(description=_("created"), ordering="created_at")
+    def when(self, obj):
+        return short_when(obj.created_at)
+
     @admin.display(description=_("message"), ordering="title")
     def summary(self, obj):
-        return f"{type_label(obj.message_type)}: {obj.title or obj.body[:60]}"
+        return summary_html(obj.title or obj.body, obj.message_type)
+
+    @admin.display(description=_("message type"))
+    def type_name(self, obj):
+        return type_label(obj.message_type)
 
     @admin.display(description=_("role"), ordering="role")
     def role_label(self, obj):
-        from django.contrib.auth import get_user_model
+        return dict(_role_choices()).get(obj.role, obj.role)
 
-        return dict(get_user_model()._meta.get_field("role").choices).get(obj.role, obj.role)
+    @admin.display(description=_("recipients"))
+    def recipients(self, obj):
+        return self.progress(obj)
+
+    @admin.display(description=_("Queued"))
+    def queued(self, obj):
+        return obj.rows_queued
 
     @admin.display(description=_("users expanded"))
     def progress(self, obj):

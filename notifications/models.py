@@ -479,5 +479,8 @@ class RoleBroadcast(models.Model):
         ]
 
     def __str__(self):
+        from django.contrib.auth import get_user_model
+
+        roles = dict(get_user_model()._meta.get_field("role").choices)  # Técnico, not TECHNICIAN
         return gettext("Broadcast %(id)s to %(role)s: %(title)s") % {
-            "id": self.pk, "role": self.role, "title": self.title or self.body[:40]}
+            "id": self.pk, "role": roles.get(self.role, self.role), "title": self.title or self.body[:40]}

@@ -126,3 +126,57 @@ def test_the_sandbox_shows_an_alert_as_a_phone_would(browser, sandbox):
     assert not raw.is_displayed()  # the text as sent is one click away, not in the way
     assert no_horizontal_scroll(browser)
     screenshot(browser, "sandbox-chat-phone.png")
+
+
+def test_a_role_broadcast_shows_its_progress_in_the_admin_at_1366_px(browser, live_server, transactional_db,
+                                                                      no_broker, monkeypatch):
+    from django.contrib.auth import get_user_model
+    from selenium.webdriver.common.by import By
+
+    from notifications import role_broadcasts
+    from notifications.message_router import MessageRouter
+    from notifications.models import RoleBroadcast
+
+    monkeypatch.setattr(role_broadcasts, "publish_expansion", lambda pk: True)  # expanded by hand below
+    get_user_model().objects.create_superuser("jefa", "jefa@example.com", "clave-segura-1", role="ADMIN")
+    users = [make_user(role="TECHNICIAN", telegram=200 + i) for i in range(8)]
+    result = MessageRouter().broadcast_to_role("TECHNICIAN", "Corte de agua en la planta <Norte> & taller_2",
+                                               "Mañana de 8:00 a 12:00")
+    assert result["total"] == 8
+    broadcast = RoleBroadcast.objects.get()
+    role_broadcasts.expand_batch(broadcast.pk, batch_users=5)
+    MessageLog.objects.filter(user__in=users[:3]).update(status=MessageStatus.SENT)
+    MessageLog.objects.filter(user=users[3]).update(status=MessageStatus.FAILED, last_error="Telegram 403")
+
+    browser.set_window_size(1366, 768)
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/notifications/rolebroadcast/")
+    browser.find_element(By.NAME, "username").send_keys("jefa")
+    browser.find_element(By.NAME, "password").send_keys("clave-segura-1")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    table = browser.find_element(By.ID, "result_list")
+    text = table.text
+    assert "Corte de agua en la planta <Norte> & taller_2" in text  # escaped, not markup
+    assert "5 de 8" in text and "Expandiéndose" in text and "Técnico" in text, text
+    screenshot(browser, "admin-rolebroadcast-1366.png")
+    assert no_horizontal_scroll(browser, "#changelist .results"), "the broadcast list scrolls sideways at 1366 px"
+    filters = browser.find_element(By.ID, "changelist-filter").text
+    assert "Técnico" in filters and "TECHNICIAN" not in filters  # the role as users read it
+    assert "Expandiéndose" in filters and "Vacío" not in filters
+    screenshot(browser, "admin-rolebroadcast-1366.png")
+
+    table.find_element(By.CSS_SELECTOR, "tbody tr th a, tbody tr td a").click()
+    heading = browser.find_element(By.CSS_SELECTOR, "#content h2").text
+    assert heading == f"Difusión {broadcast.pk} a Técnico: Corte de agua en la planta <Norte> & taller_2", heading
+    readonly = {row.get_attribute("class").split("field-")[-1].split()[0]: row.find_element(
+        By.CSS_SELECTOR, "div.readonly").text for row in browser.find_elements(By.CSS_SELECTOR, "div.form-row")
+        if "field-" in row.get_attribute("class") and row.find_elements(By.CSS_SELECTOR, "div.readonly")}
+    assert (readonly["sent"], readonly["failed_messages"], readonly["waiting"], readonly["rows_queued"]) == \
+        ("3", "1", "1", "5"), readonly
+    assert readonly["type_name"] == "📢 Aviso" and readonly["role_label"] == "Técnico"  # no stored value shows
+    link = browser.find_element(By.PARTIAL_LINK_TEXT, "Ver los mensajes de esta difusión")
+    assert link.is_displayed()
+    assert no_horizontal_scroll(browser)
+    screenshot(browser, "admin-rolebroadcast-detail-1366.png")
+    link.click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 5  # the messages of this broadcast, not every message
