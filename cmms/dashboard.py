@@ -179,11 +179,12 @@ def waiting_orders(now, limit=20):
 
 def queues():
     """Tasks waiting per Celery queue (None: the broker cannot tell)."""
-    from workers.outbox import queue_backlog
+    from workers.outbox import queue_backlogs
 
     names = [settings.CELERY_DEFAULT_QUEUE_NAME, settings.INBOUND_QUEUE_NAME,
              *sorted(set(settings.NOTIFICATION_QUEUES.values()))]
-    return [{"name": name, "depth": queue_backlog(name)} for name in names]
+    depths = queue_backlogs(names)  # one broker connection for them all
+    return [{"name": name, "depth": depths[name]} for name in names]
 
 
 def liveness(now):

@@ -89,6 +89,23 @@ def test_queue_depth_counts_the_ready_messages_of_a_rabbitmq_queue_without_the_m
 
 
 @pytest.mark.rabbitmq
+def test_the_dashboard_reads_every_queue_over_one_rabbitmq_connection(rabbit, monkeypatch):
+    from cmms import dashboard
+    from workers import broker
+
+    opened = []
+    connect = broker._connection
+    monkeypatch.setattr(broker, "_connection", lambda: opened.append(1) or connect())
+    publish("telegram", 2)
+    publish("email", 1)
+    depths = {q["name"]: q["depth"] for q in dashboard.queues()}
+    assert len(opened) == 1  # not one AMQP connection (a TCP and AMQP handshake) per queue
+    assert (depths["telegram"], depths["email"], depths["sms"]) == (2, 1, 0)  # sms: never declared
+    rabbit.stop()
+    assert set(q["depth"] for q in dashboard.queues()) == {None}  # cannot tell, for every queue
+
+
+@pytest.mark.rabbitmq
 def test_the_rabbitmq_marker_tells_a_restart_that_kept_the_queues_from_a_node_rebuilt_empty(rabbit):
     assert outbox.broker_lost_its_data() is not None  # a fresh broker: the first run sets the marker
     assert outbox.broker_lost_its_data() is None

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker", "no_br
 @pytest.fixture
 def no_broker_queues(monkeypatch):
     """Queue depths come from the broker; unit tests read a fixed answer."""
-    monkeypatch.setattr("workers.outbox.queue_backlog", lambda name: 3 if name == "telegram" else 0)
+    monkeypatch.setattr("workers.outbox.queue_backlogs", lambda names: {n: 3 if n == "telegram" else 0 for n in names})
 
 
 def log(channel="TELEGRAM", status="SENT", created_ago=timedelta(minutes=5), latency_s=None, error="", **fields):

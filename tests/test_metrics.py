@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker", "quiet
 
 @pytest.fixture
 def quiet_counters(monkeypatch):
-    monkeypatch.setattr("workers.outbox.queue_backlog", lambda name: 7 if name == "sms" else 0)
+    monkeypatch.setattr("workers.outbox.queue_backlogs", lambda names: {n: 7 if n == "sms" else 0 for n in names})
     monkeypatch.setattr("workers.metrics.read", lambda name: {"TELEGRAM": 4} if name == "provider_429" else {})
 
 

@@ -64,22 +64,31 @@ def _not_found(exc):
 def queue_depth(queue):
     """Tasks waiting in a broker queue (not counting those a worker holds);
     0 for a queue the broker never declared, None when the broker cannot tell."""
+    return queue_depths([queue])[queue]
+
+
+def queue_depths(queues):
+    """``{queue: depth}`` as queue_depth, over one broker connection (the
+    dashboard and the metrics ask for every queue at once)."""
+    depths = dict.fromkeys(queues)
     try:
         with _connection() as conn:
-            # A channel of its own: on RabbitMQ a passive declare of a missing
-            # queue closes the channel it ran on.
-            channel = conn.channel()
-            try:
-                return channel.queue_declare(queue=queue, passive=True).message_count
-            except conn.channel_errors as exc:
-                if _not_found(exc):  # never declared on this broker (or it lost its data): empty
-                    return 0
-                raise
-            finally:
-                _close_quietly(channel)
+            for queue in depths:
+                # A channel of its own: on RabbitMQ a passive declare of a missing
+                # queue closes the channel it ran on.
+                channel = conn.channel()
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except conn.channel_errors as exc:
+                    if not _not_found(exc):
+                        raise
+                    depths[queue] = 0  # never declared on this broker (or it lost its data): empty
+                finally:
+                    _close_quietly(channel)
     except Exception as exc:  # noqa: BLE001 - any broker error means "unknown"
-        logger.warning("Relay: cannot read the length of queue %s (%s)", queue, exc)
-        return None
+        logger.warning("Relay: cannot read the length of queues %s (%s)", ", ".join(depths), exc)
+        return dict.fromkeys(queues)
+    return depths
 
 
 def lost_its_data():

@@ -45,11 +45,9 @@ def relay(now=None):
     reclaimed, worker_died = reclaim_expired_leases(now)
     waiting = MessageLog.objects.filter(status__in=WAITING)
     stale = Q(published_at__lte=now - timedelta(seconds=cfg["RELAY_REPUBLISH_AFTER_S"]), next_attempt_at__lte=now)
-    idle = [
-        channel
-        for channel in waiting.filter(stale).values_list("channel_type", flat=True).distinct().order_by()
-        if queue_backlog(dispatch.queue_for(channel)) == 0
-    ]
+    stale_channels = list(waiting.filter(stale).values_list("channel_type", flat=True).distinct().order_by())
+    backlogs = queue_backlogs({dispatch.queue_for(channel) for channel in stale_channels}) if stale_channels else {}
+    idle = [channel for channel in stale_channels if backlogs[dispatch.queue_for(channel)] == 0]
     due = waiting.filter(
         # Never published: give the producer's own publish a moment first.
         Q(published_at__isnull=True, next_attempt_at__lte=now - timedelta(seconds=cfg["RELAY_UNPUBLISHED_AFTER_S"]))
@@ -98,6 +96,11 @@ def queue_backlog(queue):
     """Tasks waiting in a broker queue (not counting those a worker holds);
     None when the broker cannot tell. Redis and RabbitMQ alike (workers.broker)."""
     return broker.queue_depth(queue)
+
+
+def queue_backlogs(queues):
+    """``{queue: backlog}`` for several queues over one broker connection."""
+    return broker.queue_depths(queues)
 
 
 def broker_lost_its_data():
