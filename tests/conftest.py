@@ -171,18 +171,25 @@ def smtp(smtp_sandbox, settings):
     channels.reset()
 
 
+def pointed_at(server, settings):
+    """Empty ``server`` (a Telegram sandbox, in this process or its own),
+    restore its default config and point this process's settings at it; a
+    generator for a fixture to yield from."""
+    from workers import channels
+
+    server.reset(config=True)
+    settings.TELEGRAM_API_URL = server.url
+    settings.TELEGRAM_BOT_TOKEN = SANDBOX_TOKEN
+    channels.reset()
+    yield server
+    channels.reset()
+
+
 @pytest.fixture
 def sandbox(telegram_sandbox, settings):
     """The session's sandbox, emptied and with default config, and this
     process's settings pointed at it (for commands that send directly)."""
-    telegram_sandbox.reset(config=True)
-    settings.TELEGRAM_API_URL = telegram_sandbox.url
-    settings.TELEGRAM_BOT_TOKEN = SANDBOX_TOKEN
-    from workers import channels
-
-    channels.reset()
-    yield telegram_sandbox
-    channels.reset()
+    yield from pointed_at(telegram_sandbox, settings)
 
 
 @pytest.fixture

@@ -50,6 +50,19 @@ def screenshot(driver, name):
     save_screenshot(driver, name)
 
 
+def admin_login(driver, live_server, next_path):
+    """A superuser "jefa" signs in at 1366 px and lands on ``next_path``."""
+    from django.contrib.auth import get_user_model
+    from selenium.webdriver.common.by import By
+
+    get_user_model().objects.create_superuser("jefa", "jefa@example.com", "clave-segura-1", role="ADMIN")
+    driver.set_window_size(1366, 768)
+    driver.get(f"{live_server.url}/admin/login/?next={next_path}")
+    driver.find_element(By.NAME, "username").send_keys("jefa")
+    driver.find_element(By.NAME, "password").send_keys("clave-segura-1")
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+
 def no_horizontal_scroll(driver, css=None):
     """Neither the page nor the element (the admin's results table scrolls inside its own box) scrolls sideways."""
     page = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
@@ -60,10 +73,8 @@ def no_horizontal_scroll(driver, css=None):
 
 
 def test_the_message_log_fits_1366_px_and_reads_as_a_supervisor_expects(browser, live_server, transactional_db):
-    from django.contrib.auth import get_user_model
     from selenium.webdriver.common.by import By
 
-    get_user_model().objects.create_superuser("jefa", "jefa@example.com", "clave-segura-1", role="ADMIN")
     ana = make_user(first_name="Ana", last_name="Rojas", username="operador1")
     now = timezone.now()
     rows = [
@@ -80,11 +91,7 @@ def test_the_message_log_fits_1366_px_and_reads_as_a_supervisor_expects(browser,
                                   title=title, body="…", status=status, last_error=error,
                                   created_at=now - timedelta(minutes=i), sent_at=now if status == "SENT" else None)
 
-    browser.set_window_size(1366, 768)
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/notifications/messagelog/")
-    browser.find_element(By.NAME, "username").send_keys("jefa")
-    browser.find_element(By.NAME, "password").send_keys("clave-segura-1")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server, "/admin/notifications/messagelog/")
     table = browser.find_element(By.ID, "result_list")
     headers = [th.text.strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th") if th.text.strip()]
     assert headers == ["CREADO", "MENSAJE", "ESTADO", "CANAL", "PARA", "ÚLTIMO ERROR"], headers
@@ -130,7 +137,6 @@ def test_the_sandbox_shows_an_alert_as_a_phone_would(browser, sandbox):
 
 def test_a_role_broadcast_shows_its_progress_in_the_admin_at_1366_px(browser, live_server, transactional_db,
                                                                       no_broker, monkeypatch):
-    from django.contrib.auth import get_user_model
     from selenium.webdriver.common.by import By
 
     from notifications import role_broadcasts
@@ -138,7 +144,6 @@ def test_a_role_broadcast_shows_its_progress_in_the_admin_at_1366_px(browser, li
     from notifications.models import RoleBroadcast
 
     monkeypatch.setattr(role_broadcasts, "publish_expansion", lambda pk: True)  # expanded by hand below
-    get_user_model().objects.create_superuser("jefa", "jefa@example.com", "clave-segura-1", role="ADMIN")
     users = [make_user(role="TECHNICIAN", telegram=200 + i) for i in range(8)]
     result = MessageRouter().broadcast_to_role("TECHNICIAN", "Corte de agua en la planta <Norte> & taller_2",
                                                "Mañana de 8:00 a 12:00")
@@ -148,11 +153,7 @@ def test_a_role_broadcast_shows_its_progress_in_the_admin_at_1366_px(browser, li
     MessageLog.objects.filter(user__in=users[:3]).update(status=MessageStatus.SENT)
     MessageLog.objects.filter(user=users[3]).update(status=MessageStatus.FAILED, last_error="Telegram 403")
 
-    browser.set_window_size(1366, 768)
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/notifications/rolebroadcast/")
-    browser.find_element(By.NAME, "username").send_keys("jefa")
-    browser.find_element(By.NAME, "password").send_keys("clave-segura-1")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server, "/admin/notifications/rolebroadcast/")
     table = browser.find_element(By.ID, "result_list")
     text = table.text
     assert "Corte de agua en la planta <Norte> & taller_2" in text  # escaped, not markup

@@ -40,15 +40,9 @@ def provider():
 def sandbox(provider, settings):
     """This module's provider, emptied and with default config (as the
     session's ``sandbox`` fixture), and this process's settings pointed at it."""
-    from tests.conftest import SANDBOX_TOKEN
-    from workers import channels
+    from tests.conftest import pointed_at
 
-    provider.reset(config=True)
-    settings.TELEGRAM_API_URL = provider.url
-    settings.TELEGRAM_BOT_TOKEN = SANDBOX_TOKEN
-    channels.reset()
-    yield provider
-    channels.reset()
+    yield from pointed_at(provider, settings)
 
 
 LONG_BODY = "\n\n".join(f"Paso {i}: " + ("revisar el rodamiento, el sello y la carcasa " * 30) for i in range(1, 22))
