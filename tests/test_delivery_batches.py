@@ -1,4 +1,4 @@
-"""One delivery task, many rows: claimed in one UPDATE, loaded in one SELECT,
+"""One delivery task, many rows: claimed and loaded in one UPDATE ... RETURNING,
 each row then sent and recorded on its own terms, the successes written in
 bulk. The channel is a stub (as in test_delivery.py); the rate limiter is the
 real one on the private Redis; the database is the real one (SQLite or
@@ -77,6 +77,35 @@ def test_a_claim_of_this_process_left_by_a_lost_answer_is_taken_back_without_a_n
     fresh = queued(chat="6")
     assert delivery.deliver_batch([stranded.pk, fresh.pk]) == {stranded.pk: "sent", fresh.pk: "sent"}
     assert (reload(stranded).attempts, reload(fresh).attempts) == (1, 1)
+
+
+def test_the_claim_loads_the_rows_it_claims_in_one_statement_as_the_orm_would(channel):
+    now = timezone.now()
+    first = queued(chat="7", title="OT-1", payload={"actions": [{"text": "Ver", "callback_data": "v:1"}]},
+                   priority="high", related_object_type="work_order", related_object_id="1")
+    retrying = queued(chat="8", status="RETRYING", attempts=2, chunks_sent=1, provider_message_id="9",
+                      last_error="timeout")
+    MessageLog.objects.filter(pk=retrying.pk).update(next_attempt_at=now - timedelta(seconds=1))
+    taken = queued(chat="9", status="SENDING", claimed_by="other-host:1", attempts=1,
+                   lease_expires_at=now + timedelta(seconds=60))
+    asked = [retrying.pk, taken.pk, first.pk, retrying.pk]
+    with CaptureQueriesContext(connection) as queries:
+        claimed = delivery.claim_batch(asked)
+    assert len(queries) == 1 and "RETURNING" in queries[0]["sql"]
+    assert [log.pk for log in claimed] == [retrying.pk, first.pk]  # in the order asked, each once
+    for log in claimed:
+        stored = reload(log)
+        assert stored.status == "SENDING" and stored.claimed_by == liveness.worker_id()
+        # Every field as a QuerySet would load it (types and time zones included).
+        for field in MessageLog._meta.concrete_fields:
+            assert getattr(log, field.attname) == getattr(stored, field.attname), field.name
+        assert not log._state.adding and log._state.db == "default"
+    assert (claimed[0].attempts, claimed[1].attempts) == (3, 1)
+    assert claimed[1].payload == {"actions": [{"text": "Ver", "callback_data": "v:1"}]}
+    assert claimed[0].lease_expires_at > now and claimed[0].updated_at.tzinfo is not None
+    assert reload(taken).claimed_by == "other-host:1"
+    # Claimed again by this process (an answer lost): taken back, no new attempt.
+    assert [(log.pk, log.attempts) for log in delivery.claim_batch([first.pk])] == [(first.pk, 1)]
 
 
 def test_each_row_keeps_its_own_outcome_inside_one_batch(channel):

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -92,9 +92,10 @@ def deliver_batch(message_ids):
 
 def claim_batch(message_ids):
     """Claim every row of ``message_ids`` that is due (QUEUED/RETRYING ->
-    SENDING, one attempt counted), in one conditional UPDATE: another process
-    that got the row first, a row done or not due yet is left out. Then load
-    the rows this process holds, in the order asked.
+    SENDING, one attempt counted) and load the rows claimed, in ONE
+    conditional ``UPDATE ... RETURNING`` (PostgreSQL; SQLite >= 3.35): another
+    process that got the row first, a row done or not due yet is left out.
+    Returns the rows this process holds, in the order asked.
 
     A row SENDING under this process' name is taken back too: a claim whose
     UPDATE committed while the database went away before its answer came
@@ -102,21 +103,82 @@ def claim_batch(message_ids):
     (this one is alive), so without this it would wait for the whole lease.
     Only called for ids not in flight here, so a send in progress is never
     taken twice."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return []
     now = timezone.now()
     me = liveness.worker_id()
-    due = Q(status__in=CLAIMABLE) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    own = Q(status=MessageStatus.SENDING, claimed_by=me)
-    MessageLog.objects.filter(pk__in=message_ids).filter(due | own).update(
-        status=MessageStatus.SENDING,
+    claim = _claim_statement(len(ids))
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        MessageStatus.SENDING,
         # SET sees the row as it was: an own claim taken back is no new attempt.
-        attempts=Case(When(status=MessageStatus.SENDING, then=F("attempts")), default=F("attempts") + 1),
-        lease_expires_at=now + timedelta(seconds=policy("LEASE_S")),
-        claimed_by=me,
-        updated_at=now,
-    )
-    held = {log.pk: log for log in MessageLog.objects.filter(
-        pk__in=message_ids, status=MessageStatus.SENDING, claimed_by=me)}
-    return [held[pk] for pk in message_ids if pk in held]
+        MessageStatus.SENDING,
+        adapt(now + timedelta(seconds=policy("LEASE_S"))), me, adapt(now),
+        *ids,
+        *CLAIMABLE, adapt(now),
+        MessageStatus.SENDING, me,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(claim.sql, params)
+        rows = cursor.fetchall()
+    held = {}
+    for row in rows:
+        log = claim.load(row)
+        held[log.pk] = log
+    return [held[pk] for pk in ids if pk in held]
+
+
+class _ClaimStatement:
+    """The claim's SQL for a number of ids, and how a returned row becomes a
+    MessageLog: every concrete column, each through its field's and the
+    backend's converters (what a QuerySet applies), then ``Model.from_db``."""
+
+    def __init__(self, count):
+        ops = connection.ops
+        meta = MessageLog._meta
+        table = ops.quote_name(meta.db_table)
+        column = {f.name: ops.quote_name(f.column) for f in meta.concrete_fields}
+        self.fields = list(meta.concrete_fields)
+        self.names = [f.attname for f in self.fields]
+        self.converters = []
+        for index, field in enumerate(self.fields):
+            col = field.get_col(meta.db_table)
+            found = ops.get_db_converters(col) + field.get_db_converters(connection)
+            if found:
+                self.converters.append((index, col, found))
+        self.db = connection.alias
+        ids = ", ".join(["%s"] * count)
+        status, attempts, claimed_by = column["status"], column["attempts"], column["claimed_by"]
+        due = column["next_attempt_at"]
+        self.sql = (
+            f"UPDATE {table} SET {status} = %s, "
+            f"{attempts} = CASE WHEN {status} = %s THEN {attempts} ELSE {attempts} + 1 END, "
+            f"{column['lease_expires_at']} = %s, {claimed_by} = %s, {column['updated_at']} = %s "
+            f"WHERE {column['id']} IN ({ids}) AND (({status} IN (%s, %s) AND ({due} IS NULL OR {due} <= %s)) "
+            f"OR ({status} = %s AND {claimed_by} = %s)) "
+            f"RETURNING {', '.join(column[f.name] for f in self.fields)}"
+        )
+
+    def load(self, row):
+        values = list(row)
+        for index, col, converters in self.converters:
+            value = values[index]
+            for converter in converters:
+                value = converter(value, col, connection)
+            values[index] = value
+        return MessageLog.from_db(self.db, self.names, values)
+
+
+_claim_statements = {}
+
+
+def _claim_statement(count):
+    key = (connection.vendor, connection.alias, count)
+    statement = _claim_statements.get(key)
+    if statement is None:
+        statement = _claim_statements[key] = _ClaimStatement(count)
+    return statement
 
 
 def _deliver_claimed(log, recorder=None):
