@@ -265,33 +265,54 @@ class SuccessRecorder:
 def record_successes(rows):
     """[(id, provider_id, sent_at, chunks_sent)] -> SENT, in one UPDATE
     joined to a VALUES list (the ORM's CASE WHEN per row costs more CPU than
-    the sends it records). Only rows still SENDING change, as in
-    record_success."""
+    the sends it records); one row alone in a plain UPDATE by id. Only rows
+    still SENDING change, as in record_success."""
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
     if len(rows) == 1:
         pk, provider_id, sent_at, chunks = rows[0]
-        MessageLog.objects.filter(pk=pk, status=MessageStatus.SENDING).update(
-            status=MessageStatus.SENT, provider_message_id=provider_id, sent_at=sent_at, chunks_sent=chunks,
-            last_error="", lease_expires_at=None, claimed_by="", next_attempt_at=None, updated_at=timezone.now())
-        return
+        params = [MessageStatus.SENT, provider_id, adapt(sent_at), chunks, now, pk, MessageStatus.SENDING]
+    else:
+        params = [MessageStatus.SENT, now]
+        for pk, provider_id, sent_at, chunks in rows:
+            params += [pk, provider_id, adapt(sent_at), chunks]
+        params.append(MessageStatus.SENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(_success_statement(len(rows)), params)
+
+
+_success_statements = {}
+
+
+def _success_statement(count):
+    """The SQL of record_successes for ``count`` rows (built once per backend and count)."""
+    key = (connection.vendor, count)
+    sql = _success_statements.get(key)
+    if sql is not None:
+        return sql
     ops = connection.ops
     column = {f.name: ops.quote_name(f.column) for f in MessageLog._meta.concrete_fields}
     table = ops.quote_name(MessageLog._meta.db_table)
-    values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, CAST(%s AS INTEGER))"] * len(rows))
-    if connection.vendor == "postgresql":
-        values = values.replace("%s, %s, CAST", "%s, CAST(%s AS TIMESTAMPTZ), CAST")
-    params = [MessageStatus.SENT, ops.adapt_datetimefield_value(timezone.now())]
-    for pk, provider_id, sent_at, chunks in rows:
-        params += [pk, provider_id, ops.adapt_datetimefield_value(sent_at), chunks]
-    params.append(MessageStatus.SENDING)
-    sql = (
-        f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = v.column2, "
-        f"{column['sent_at']} = v.column3, {column['chunks_sent']} = v.column4, {column['last_error']} = '', "
-        f"{column['lease_expires_at']} = NULL, {column['claimed_by']} = '', {column['next_attempt_at']} = NULL, "
-        f"{column['updated_at']} = %s FROM (VALUES {values}) AS v "
-        f"WHERE {table}.{column['id']} = v.column1 AND {table}.{column['status']} = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    reset = (f"{column['last_error']} = '', {column['lease_expires_at']} = NULL, {column['claimed_by']} = '', "
+             f"{column['next_attempt_at']} = NULL, {column['updated_at']} = %s")
+    if count == 1:
+        sql = (
+            f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = %s, "
+            f"{column['sent_at']} = %s, {column['chunks_sent']} = %s, {reset} "
+            f"WHERE {column['id']} = %s AND {column['status']} = %s"
+        )
+    else:
+        values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, CAST(%s AS INTEGER))"] * count)
+        if connection.vendor == "postgresql":
+            values = values.replace("%s, %s, CAST", "%s, CAST(%s AS TIMESTAMPTZ), CAST")
+        sql = (
+            f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = v.column2, "
+            f"{column['sent_at']} = v.column3, {column['chunks_sent']} = v.column4, {reset} "
+            f"FROM (VALUES {values}) AS v "
+            f"WHERE {table}.{column['id']} = v.column1 AND {table}.{column['status']} = %s"
+        )
+    _success_statements[key] = sql
+    return sql
 
 
 def persist(write, *args):
