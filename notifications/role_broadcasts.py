@@ -10,9 +10,11 @@ A worker expands the record into MessageLog rows in batches of users
 policy (``_plan`` and ``_write``: preferences, holds, muted and disabled
 channels, in-app inbox entries, idempotency). Each batch writes its rows and
 moves the record's cursor (``last_user_id``) in ONE transaction that holds
-the record's row lock, so a worker killed mid-expansion leaves no recipient
-out and none twice: the batch it was writing is rolled back with the
-connection, and whoever takes the record next starts after the cursor.
+the record's row lock (the batch is read and planned before, without a
+lock, and written only if the cursor has not moved since), so a worker
+killed mid-expansion leaves no recipient out and none twice: the batch it
+was writing is rolled back with the connection, and whoever takes the
+record next starts after the cursor.
 After each batch commits, its QUEUED rows are published from the worker.
 
 Lost work is picked up by ``relay()`` (beat, every few seconds): a record
@@ -147,41 +149,55 @@ def _spec(record):
 
 
 def expand_batch(pk, batch_users=None, router=None):
-    """Expand the next batch of users of broadcast ``pk`` in one transaction:
-    their rows and the record's cursor together. Returns (finished, queued
-    (id, channel) pairs to publish once this has committed, users expanded)."""
+    """Expand the next batch of users of broadcast ``pk``: their rows and the
+    record's cursor in one transaction. Returns (finished, queued (id,
+    channel) pairs to publish once this has committed, users expanded).
+
+    The batch is read and planned first, outside the transaction (users,
+    preferences, holds: reads that take no lock), then written only if the
+    cursor is still where it was read: the first statement of the
+    transaction moves nothing unless ``last_user_id`` is unchanged, and it
+    takes the record's row lock (PostgreSQL) or the database's write lock
+    (SQLite). So two workers on one record take turns, and the second, whose
+    cursor is stale, writes nothing and reads again (``(False, [], 0)``).
+    On SQLite the write lock is held only for the insert, not the reads and
+    the planning: the delivery workers' claims and writes wait that much less."""
     from .message_router import MessageRouter
 
     router = router or MessageRouter()
     batch_users = batch_users or settings.ROLE_BROADCASTS["BATCH_USERS"]
+    record = RoleBroadcast.objects.filter(pk=pk).first()
+    if record is None or record.expanded_at is not None:
+        return True, [], 0  # done (or gone)
+    cursor = record.last_user_id
+    now = timezone.now()
+    User = get_user_model()
+    users = list(
+        User.objects.filter(role=record.role, is_active=True, pk__gt=cursor, pk__lte=record.max_user_id)
+        .order_by("pk").values_list("pk", flat=True)[:batch_users]
+    )
+    plan, spec = [], None
+    if users:
+        spec = _spec(record)
+        prefs_by_user = {}
+        for pref in UserChannelPreference.objects.filter(
+            user__role=record.role, user__is_active=True, user_id__gt=cursor,
+            user_id__lte=users[-1], is_enabled=True,
+        ).order_by():
+            prefs_by_user.setdefault(pref.user_id, []).append(pref)
+        enabled = router._enabled_channels()
+        held = holds.held_until(users, spec["priority"], now)
+        for user_id in users:
+            plan.extend(router._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled, held.get(user_id)))
     with transaction.atomic():
         now = timezone.now()
-        # The first statement writes: it takes the row lock (PostgreSQL) or
-        # the database's write lock (SQLite) before the cursor is read, so two
-        # workers on one record take turns and the second sees the first's cursor.
-        if not RoleBroadcast.objects.filter(pk=pk, expanded_at__isnull=True).update(touched_at=now):
-            return True, [], 0  # done (or gone)
+        if not RoleBroadcast.objects.filter(pk=pk, expanded_at__isnull=True, last_user_id=cursor).update(
+                touched_at=now):
+            # Done, gone, or another worker moved the cursor since it was read.
+            return not RoleBroadcast.objects.filter(pk=pk, expanded_at__isnull=True).exists(), [], 0
         record = RoleBroadcast.objects.select_for_update().get(pk=pk)
-        User = get_user_model()
-        users = list(
-            User.objects.filter(role=record.role, is_active=True, pk__gt=record.last_user_id,
-                                pk__lte=record.max_user_id)
-            .order_by("pk").values_list("pk", flat=True)[:batch_users]
-        )
         queued, written = [], 0
         if users:
-            spec = _spec(record)
-            prefs_by_user = {}
-            for pref in UserChannelPreference.objects.filter(
-                user__role=record.role, user__is_active=True, user_id__gt=record.last_user_id,
-                user_id__lte=users[-1], is_enabled=True,
-            ).order_by():
-                prefs_by_user.setdefault(pref.user_id, []).append(pref)
-            enabled = router._enabled_channels()
-            held = holds.held_until(users, spec["priority"], now)
-            plan = []
-            for user_id in users:
-                plan.extend(router._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled, held.get(user_id)))
             common = router._common_fields(spec, RELATED_TYPE, str(record.pk), record.idempotency_key, "")
             rows = router._write(plan, common, publish=False)
             created = [row for row in rows if row._created]

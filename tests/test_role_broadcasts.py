@@ -270,3 +270,29 @@ def test_the_first_batch_is_small_so_the_first_messages_go_out_while_the_rest_is
     assert published == [2, 4, 1]  # 2 first, then full batches of 4
     assert sorted(no_broker) == sorted(MessageLog.objects.values_list("pk", "channel_type"))
     assert {u.pk for u in users} == set(MessageLog.objects.values_list("user_id", flat=True))
+
+
+def test_a_batch_planned_before_another_worker_moved_the_cursor_writes_nothing(expansions, no_broker, monkeypatch):
+    """The batch is read and planned without a lock, then written only if the
+    cursor has not moved: a worker that lost the race writes nothing and
+    reads again, so no recipient gets a row twice."""
+    users = [make_user(telegram=300 + i) for i in range(5)]
+    stats = broadcast()
+    real = holds.held_until
+    raced = []
+
+    def another_worker_expands_first(*args):
+        if not raced:  # between this worker's read and its write
+            raced.append(None)
+            raced[0] = role_broadcasts.expand_batch(stats.broadcast_id, 2)
+        return real(*args)
+
+    monkeypatch.setattr(holds, "held_until", another_worker_expands_first)
+    assert role_broadcasts.expand_batch(stats.broadcast_id, 2) == (False, [], 0)
+    assert [users for _finished, _queued, users in raced] == [2]
+    assert MessageLog.objects.count() == 2
+    monkeypatch.setattr(holds, "held_until", real)
+    assert role_broadcasts.expand(stats.broadcast_id, 2) == 3
+    assert Counter(MessageLog.objects.values_list("user_id", flat=True)) == {u.pk: 1 for u in users}
+    record = RoleBroadcast.objects.get(pk=stats.broadcast_id)
+    assert record.expanded_at is not None and record.users_expanded == 5 and record.rows_written == 5
