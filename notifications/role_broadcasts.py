@@ -160,8 +160,10 @@ def expand_batch(pk, batch_users=None, router=None):
     takes the record's row lock (PostgreSQL) or the database's write lock
     (SQLite). So two workers on one record take turns, and the second, whose
     cursor is stale, writes nothing and reads again (``(False, [], 0)``).
-    On SQLite the write lock is held only for the insert, not the reads and
-    the planning: the delivery workers' claims and writes wait that much less."""
+    The rows are built and their INSERT compiled before too
+    (``MessageRouter._prepare_write``): on SQLite the write lock is held only
+    while the statements run, and the delivery workers' claims and writes
+    wait that much less."""
     from .message_router import MessageRouter
 
     router = router or MessageRouter()
@@ -189,6 +191,8 @@ def expand_batch(pk, batch_users=None, router=None):
         held = holds.held_until(users, spec["priority"], now)
         for user_id in users:
             plan.extend(router._plan(user_id, prefs_by_user.get(user_id, []), spec, enabled, held.get(user_id)))
+        common = router._common_fields(spec, RELATED_TYPE, str(pk), record.idempotency_key, "")
+        prepared = router._prepare_write(plan, common)
     with transaction.atomic():
         now = timezone.now()
         if not RoleBroadcast.objects.filter(pk=pk, expanded_at__isnull=True, last_user_id=cursor).update(
@@ -198,8 +202,7 @@ def expand_batch(pk, batch_users=None, router=None):
         record = RoleBroadcast.objects.select_for_update().get(pk=pk)
         queued, written = [], 0
         if users:
-            common = router._common_fields(spec, RELATED_TYPE, str(record.pk), record.idempotency_key, "")
-            rows = router._write(plan, common, publish=False)
+            rows = router._write(plan, common, publish=False, prepared=prepared)
             created = [row for row in rows if row._created]
             written = len(created)
             queued = [(row.pk, row.channel_type) for row in created if row.status == MessageStatus.QUEUED]

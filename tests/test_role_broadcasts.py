@@ -7,7 +7,9 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from notifications import holds, role_broadcasts
@@ -296,3 +298,24 @@ def test_a_batch_planned_before_another_worker_moved_the_cursor_writes_nothing(e
     assert Counter(MessageLog.objects.values_list("user_id", flat=True)) == {u.pk: 1 for u in users}
     record = RoleBroadcast.objects.get(pk=stats.broadcast_id)
     assert record.expanded_at is not None and record.users_expanded == 5 and record.rows_written == 5
+
+
+def test_a_batch_reads_plans_and_compiles_its_insert_before_it_takes_the_lock(expansions, no_broker):
+    """Inside the batch's transaction only its writes run: the cursor's
+    compare-and-set (which takes the lock), the record, the rows' INSERT
+    (compiled before) and the record's update; the users, preferences and
+    holds are read before it."""
+    users = [make_user(telegram=400 + i) for i in range(30)]
+    stats = broadcast()
+    with CaptureQueriesContext(connection) as queries:
+        finished, queued, expanded = role_broadcasts.expand_batch(stats.broadcast_id, 100)
+    assert finished and expanded == 30 and len(queued) == 30
+    sql = [q["sql"] for q in queries]
+    lock = next(i for i, s in enumerate(sql) if s.startswith("UPDATE") and "rolebroadcast" in s)
+    inside = [s.split()[0] for s in sql[lock:] if not s.startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))]
+    assert inside[0] == "UPDATE" and inside[-1] == "UPDATE" and "INSERT" in inside
+    reads = (get_user_model()._meta.db_table, UserChannelPreference._meta.db_table)
+    assert all(any(table in s for s in sql[:lock]) for table in reads)
+    assert not any(table in s for s in sql[lock:] for table in reads)
+    assert sorted(MessageLog.objects.values_list("user_id", flat=True)) == sorted(u.pk for u in users)
+    assert all(isinstance(pk, int) for pk, _channel in queued)
