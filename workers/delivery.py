@@ -45,8 +45,8 @@ def deliver(message_id):
 
 
 def deliver_batch(message_ids):
-    """Deliver a batch of rows of one channel: claimed together in one
-    conditional UPDATE, loaded in one SELECT, each then rate-limited, sent,
+    """Deliver a batch of rows of one channel: claimed and loaded together
+    in one conditional UPDATE ... RETURNING, each then rate-limited, sent,
     retried, dead-lettered and recorded on its own exactly as one row alone
     would be; the successes are written in bulk, a few at a time (at most
     ``SuccessRecorder.FLUSH_EVERY`` rows or ``FLUSH_AFTER_S`` old), so a worker
