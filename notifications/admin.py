@@ -310,12 +310,6 @@ class InboundEventAdmin(admin.ModelAdmin):
         return False
 
 
-def _role_choices():
-    from django.contrib.auth import get_user_model
-
-    return get_user_model()._meta.get_field("role").choices
-
-
 class BroadcastRoleFilter(admin.SimpleListFilter):
     """The role as users read it (Técnico), not its stored value (TECHNICIAN)."""
 
@@ -323,7 +317,7 @@ class BroadcastRoleFilter(admin.SimpleListFilter):
     parameter_name = "role"
 
     def lookups(self, request, model_admin):
-        return list(_role_choices())
+        return list(RoleBroadcast.role_choices())
 
     def queryset(self, request, queryset):
         return queryset.filter(role=self.value()) if self.value() else queryset
@@ -414,7 +408,7 @@ class RoleBroadcastAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("role"), ordering="role")
     def role_label(self, obj):
-        return dict(_role_choices()).get(obj.role, obj.role)
+        return obj.role_label()
 
     @admin.display(description=_("recipients"))
     def recipients(self, obj):

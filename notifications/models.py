@@ -479,8 +479,15 @@ class RoleBroadcast(models.Model):
         ]
 
     def __str__(self):
+        return gettext("Broadcast %(id)s to %(role)s: %(title)s") % {
+            "id": self.pk, "role": self.role_label(), "title": self.title or self.body[:40]}
+
+    @staticmethod
+    def role_choices():
         from django.contrib.auth import get_user_model
 
-        roles = dict(get_user_model()._meta.get_field("role").choices)  # Técnico, not TECHNICIAN
-        return gettext("Broadcast %(id)s to %(role)s: %(title)s") % {
-            "id": self.pk, "role": roles.get(self.role, self.role), "title": self.title or self.body[:40]}
+        return get_user_model()._meta.get_field("role").choices
+
+    def role_label(self):
+        """The role as users read it (Técnico), not its stored value (TECHNICIAN)."""
+        return dict(self.role_choices()).get(self.role, self.role)

@@ -139,19 +139,8 @@ redis.call('SET', KEYS[3], string.format('%.0f', following), 'PX', math.ceil((fo
 return slot - now
 """
 
-# KEYS: blocked-until keys. Returns {longest remaining block in us, its index}.
-_BLOCKED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait, worst = 0, 0
-for i = 1, #KEYS do
-  local w = tonumber(redis.call('GET', KEYS[i]) or '0') - now
-  if w > wait then wait = w; worst = i end
-end
-return {wait, worst}
-"""
-
-# After a wait, just before the send: the 429 blocks, then the departure log.
+# After a wait, just before the send: the 429 blocks, then the departure log
+# (none when ARGV[1] is 0: then it only reads the blocks).
 # KEYS[1] the log, then blocked-until keys; ARGV as _RESERVE's first four.
 # Returns {longest remaining block in us, its index, us until the log has room}.
 _AWAKE = _GUARD_LUA + """
@@ -258,10 +247,6 @@ def client():
                 socket_connect_timeout=timeout,
                 health_check_interval=0,
             )
-            _scripts.clear()
-            for name, source in (("reserve", _RESERVE), ("blocked", _BLOCKED), ("awake", _AWAKE), ("block", _BLOCK),
-                                 ("queue", _QUEUE)):
-                _scripts[name] = _client.register_script(source)
         return _client
 
 
@@ -271,6 +256,13 @@ def client():
 _local = threading.local()
 _thread_clients = []
 _generation = 0
+
+
+def _register_scripts(on):
+    """The Script objects (their SHA) once; each call passes its own client."""
+    if not _scripts:
+        for name, source in (("reserve", _RESERVE), ("awake", _AWAKE), ("block", _BLOCK), ("queue", _QUEUE)):
+            _scripts[name] = on.register_script(source)
 
 
 def _thread_client():
@@ -284,6 +276,7 @@ def _thread_client():
                                single_connection_client=True)  # connects here: may raise
     with _client_lock:
         _thread_clients.append(own)
+        _register_scripts(own)
     _local.client, _local.key = own, key
     return own
 
@@ -302,9 +295,9 @@ def reset():
 
 
 def _run(script, keys, args=()):
-    client()  # registers the scripts
     try:
-        return _scripts[script](keys=keys, args=args, client=_thread_client())
+        own = _thread_client()
+        return _scripts[script](keys=keys, args=args, client=own)
     except redis.RedisError as exc:
         raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from None
 
@@ -399,8 +392,9 @@ def queue_slot(scope):
 
 
 def blocked_for(scopes):
-    """Seconds until every 429 block on ``scopes`` has expired, and the scope."""
-    wait_us, worst = _run("blocked", [s.blocked_key for s in scopes])
+    """Seconds until every 429 block on ``scopes`` has expired, and the scope
+    (``awake`` without the departure log: nothing is taken)."""
+    wait_us, worst, _held_back = _run("awake", [scopes[0].sent_key] + [s.blocked_key for s in scopes], [0, 0, "", 0])
     return wait_us / 1e6, scopes[worst - 1].name if worst else ""
 
 
