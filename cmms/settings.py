@@ -417,6 +417,14 @@ RATE_LIMIT = {
     # far the network may spread arrivals (RATE_LIMIT_TELEGRAM_JITTER_S).
     "WINDOW": {"TELEGRAM": {"window_s": env_float("RATE_LIMIT_TELEGRAM_WINDOW_S", 1.0),
                             "jitter_s": env_float("RATE_LIMIT_TELEGRAM_JITTER_S", 0.1)}},
+    # Places taken ahead (workers/ratelimit.py, Ahead): where every limit is
+    # out of a worker's reach (an account paced at MIN_RATE/s or more, no
+    # departure log, no group), a worker thread reserves the places of the
+    # messages it will send in the next HORIZON_S (at most MAX) in the Redis
+    # round trip of the one it sends now. RATE_LIMIT_AHEAD_S=0 turns it off.
+    "AHEAD": {"HORIZON_S": env_float("RATE_LIMIT_AHEAD_S", 0.5),
+              "MAX": env_int("RATE_LIMIT_AHEAD_MAX", 32),
+              "MIN_RATE": env_float("RATE_LIMIT_AHEAD_MIN_RATE", 1000.0)},
 }
 
 # --- Maintenance domain (cmms/) -------------------------------------------------

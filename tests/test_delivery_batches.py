@@ -15,6 +15,7 @@ from notifications import dispatch
 from notifications.channels import ChannelError
 from notifications.models import MessageLog
 from tests.test_delivery import StubChannel, queued, reload
+from tests.test_ratelimit import limits, script_runs
 from workers import delivery, liveness
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +176,31 @@ def test_a_row_retried_by_a_batch_can_be_delivered_again_while_the_batch_still_r
     assert delivery.deliver_batch([deferred.pk, slow.pk]) == {deferred.pk: "retrying", slow.pk: "sent"}
     assert seen["meanwhile"] == "sent"
     assert reload(deferred).status == "SENT" and stub.sent == ["601", "601", "602"]
+
+
+@pytest.fixture
+def out_of_reach(settings):
+    """A bot whose own limit no worker reaches (a chat still takes about 1/s)."""
+    settings.RATE_LIMITS = limits(account=(1_000_000, 1, 1, 5), recipient=(1, 1, 2, 0.5), group=None)
+
+
+def test_where_no_limit_is_within_reach_a_batch_takes_its_places_in_a_few_round_trips(
+        channel, out_of_reach, redis_server):
+    logs = [queued(chat=str(400 + i)) for i in range(30)]
+    before = script_runs(redis_server)
+    outcomes = delivery.deliver_batch([log.pk for log in logs])
+    assert set(outcomes.values()) == {"sent"}
+    assert channel.sent == [str(400 + i) for i in range(30)]
+    assert script_runs(redis_server) - before <= 4  # one per message before places were taken ahead
+
+
+def test_a_429_mid_batch_drops_the_places_taken_ahead_so_no_row_is_sent_into_the_block(
+        channel, out_of_reach, settings):
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "RETRY_AFTER_SCOPE": "account"}  # the whole bot waits
+    logs = [queued(chat=str(500 + i)) for i in range(10)]
+    channel.outcomes = ["a", "b", "c", ChannelError("Telegram 429: Too Many Requests: retry after 30",
+                                                    retry_after=30, code=429)]
+    outcomes = delivery.deliver_batch([log.pk for log in logs])
+    assert channel.sent == ["500", "501", "502", "503"]
+    assert [outcomes[log.pk] for log in logs] == ["sent"] * 3 + ["deferred"] * 7
+    assert all(reload(log).next_attempt_at >= timezone.now() + timedelta(seconds=25) for log in logs[3:])

@@ -164,7 +164,7 @@ def test_a_claim_whose_answer_was_lost_is_taken_back_by_the_same_process_not_lef
                                     message_type="announcement", body="x", status="SENDING", attempts=1,
                                     claimed_by=liveness.worker_id())
     sent = []
-    monkeypatch.setattr(delivery, "send", lambda log, address, outgoing: sent.append(log.pk) or "77")
+    monkeypatch.setattr(delivery, "send", lambda log, address, outgoing, ahead=None: sent.append(log.pk) or "77")
     assert delivery.deliver(log.pk) == "sent"
     assert sent == [log.pk]
     log.refresh_from_db()

@@ -370,3 +370,119 @@ def test_a_send_the_log_holds_back_longer_than_the_bots_sleep_budget_goes_back_t
         limiter.acquire("TELEGRAM", "2", "777", sleep=slept.append)
     assert caught.value.scope == "account" and 1.0 < caught.value.wait_s <= 1.1
     assert sum(slept) <= 0.5  # the pace's own short wait at most: no thread parked beyond the budget
+
+
+# -- places taken ahead (ratelimit.Ahead) -------------------------------------
+OUT_OF_REACH = {"account": (1_000_000, 1, 1, 5), "recipient": (1, 1, 2, 0.5), "group": (20, 60, 1, 3)}
+
+
+def script_runs(redis_server):
+    """How many Lua scripts the private Redis has run so far (not counting a
+    script's first call, answered NOSCRIPT before redis-py loads it)."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_server.url)
+    try:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        return stats.get("calls", 0) - stats.get("failed_calls", 0) - stats.get("rejected_calls", 0)
+    finally:
+        client.close()
+
+
+def recipient_tat(redis_server, chat):
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_server.url)
+    try:
+        return client.get(f"cmms:rl:TELEGRAM:{BOT}:chat:{chat}")
+    finally:
+        client.close()
+
+
+def test_a_batch_out_of_reach_takes_its_places_in_a_few_round_trips_each_chat_its_own(
+        limiter, telegram_limits, redis_server):
+    telegram_limits(**OUT_OF_REACH)
+    chats = [str(700 + i) for i in range(20)]
+    ahead = limiter.Ahead([("TELEGRAM", chat, BOT) for chat in chats])
+    before = script_runs(redis_server)
+    for chat in chats:
+        assert limiter.acquire("TELEGRAM", chat, BOT, ahead=ahead) == 0.0
+    # The first send has no pace yet; the second takes the other 18 places with its own.
+    assert script_runs(redis_server) - before == 2
+    assert all(recipient_tat(redis_server, chat) is not None for chat in chats)
+
+
+def test_the_same_batch_within_reach_takes_one_place_per_send(limiter, telegram_limits, redis_server):
+    telegram_limits(account=(500, 1, 1, 5), recipient=(1, 1, 2, 0.5), group=None)  # a pace a worker reaches
+    chats = [str(720 + i) for i in range(10)]
+    ahead = limiter.Ahead([("TELEGRAM", chat, BOT) for chat in chats])
+    before = script_runs(redis_server)
+    for chat in chats:
+        limiter.acquire("TELEGRAM", chat, BOT, ahead=ahead)
+    assert script_runs(redis_server) - before >= len(chats)
+    assert ahead.places == {}
+
+
+def test_no_place_is_taken_ahead_where_a_departure_log_counts_the_sends(limiter, telegram_limits, settings):
+    telegram_limits(**OUT_OF_REACH)
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "WINDOW": {"TELEGRAM": {"window_s": 0.001, "jitter_s": 0}}}
+    scopes = limiter.scopes_for("TELEGRAM", "730", BOT)
+    assert scopes[0].guard_count == 1000  # 1,000,000/s counted over 1 ms
+    ahead = limiter.Ahead([("TELEGRAM", str(730 + i), BOT) for i in range(5)])
+    for i in range(5):
+        limiter.acquire("TELEGRAM", str(730 + i), BOT, ahead=ahead)
+    assert ahead.places == {}
+
+
+def test_a_chat_twice_in_a_batch_gets_one_place_ahead_the_second_message_waits_its_turn(
+        limiter, telegram_limits):
+    telegram_limits(account=(1_000_000, 1, 1, 5), recipient=(1, 1, 1, 0.5), group=None)
+    order = ["740", "741", "742", "741", "743"]
+    ahead = limiter.Ahead([("TELEGRAM", chat, BOT) for chat in order])
+    limiter.acquire("TELEGRAM", "740", BOT, ahead=ahead)  # no pace yet: alone
+    limiter.acquire("TELEGRAM", "741", BOT, ahead=ahead)  # takes 742's place; 741 again would wait
+    assert set(ahead.places) == {("TELEGRAM", "742", BOT)}
+    assert limiter.acquire("TELEGRAM", "742", BOT, ahead=ahead) == 0.0
+    with pytest.raises(limiter.RateLimited) as second:
+        limiter.acquire("TELEGRAM", "741", BOT, ahead=ahead)
+    assert second.value.scope == "recipient" and second.value.wait_s > 0.5
+
+
+def test_a_place_not_used_within_the_horizon_is_dropped_and_the_send_reserves_again(
+        limiter, telegram_limits, settings, redis_server):
+    telegram_limits(**OUT_OF_REACH)
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "AHEAD": {**settings.RATE_LIMIT["AHEAD"], "HORIZON_S": 0.05}}
+    ahead = limiter.Ahead([("TELEGRAM", chat, BOT) for chat in ("750", "751", "752")])
+    limiter.acquire("TELEGRAM", "750", BOT, ahead=ahead)
+    time.sleep(0.001)
+    limiter.acquire("TELEGRAM", "751", BOT, ahead=ahead)
+    assert ("TELEGRAM", "752", BOT) in ahead.places
+    time.sleep(0.1)
+    before = script_runs(redis_server)
+    assert limiter.acquire("TELEGRAM", "752", BOT, ahead=ahead) == 0.0  # burst 2: the wasted place counted
+    assert script_runs(redis_server) - before == 1
+
+
+def test_places_ahead_are_off_when_the_horizon_is_zero(limiter, telegram_limits, settings):
+    telegram_limits(**OUT_OF_REACH)
+    settings.RATE_LIMIT = {**settings.RATE_LIMIT, "AHEAD": {**settings.RATE_LIMIT["AHEAD"], "HORIZON_S": 0}}
+    ahead = limiter.Ahead([("TELEGRAM", str(760 + i), BOT) for i in range(5)])
+    for i in range(5):
+        limiter.acquire("TELEGRAM", str(760 + i), BOT, ahead=ahead)
+    assert ahead.places == {}
+
+
+def test_the_ahead_settings_come_from_the_environment(monkeypatch):
+    import importlib
+
+    import cmms.settings as project
+
+    monkeypatch.setenv("RATE_LIMIT_AHEAD_S", "0.2")
+    monkeypatch.setenv("RATE_LIMIT_AHEAD_MAX", "8")
+    monkeypatch.setenv("RATE_LIMIT_AHEAD_MIN_RATE", "5000")
+    try:
+        reloaded = importlib.reload(project)
+        assert reloaded.RATE_LIMIT["AHEAD"] == {"HORIZON_S": 0.2, "MAX": 8, "MIN_RATE": 5000.0}
+    finally:
+        monkeypatch.undo()
+        importlib.reload(project)

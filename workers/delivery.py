@@ -74,9 +74,11 @@ def deliver_batch(message_ids):
 
     recorder = SuccessRecorder(on_written=release)
     try:
-        for log in claim_batch(mine):
+        claimed = claim_batch(mine)
+        ahead = _ahead(claimed)
+        for log in claimed:
             started = time.monotonic()
-            outcomes[log.pk] = _deliver_claimed(log, recorder)
+            outcomes[log.pk] = _deliver_claimed(log, recorder, ahead)
             if not recorder.holds(log.pk):
                 # Its outcome is in the database (a deferral's countdown task
                 # may come back while this batch still runs): no longer ours.
@@ -181,7 +183,16 @@ def _claim_statement(count):
     return statement
 
 
-def _deliver_claimed(log, recorder=None):
+def _ahead(logs):
+    """The batch's order for places taken ahead in the rate limiter
+    (ratelimit.Ahead), or None for a batch of one."""
+    if len(logs) < 2:
+        return None
+    return ratelimit.Ahead([(log.channel_type, log.recipient, channels.account_id(log.channel_type))
+                            for log in logs])
+
+
+def _deliver_claimed(log, recorder=None, ahead=None):
     try:
         outgoing = channels.prepare(log, outgoing_message(log))
     except SkipDelivery as exc:
@@ -192,7 +203,7 @@ def _deliver_claimed(log, recorder=None):
     address = log.recipient
     for _migration in range(MAX_MIGRATIONS + 1):
         try:
-            provider_id = send(log, address, outgoing)
+            provider_id = send(log, address, outgoing, ahead)
         except ratelimit.RateLimited as exc:
             metrics.incr("ratelimit_waits", log.channel_type)
             return defer(log, exc.wait_s, waiting_reason(exc))
@@ -208,6 +219,8 @@ def _deliver_claimed(log, recorder=None):
         except ChannelError as exc:
             if exc.code == 429 or (exc.retry_after and not exc.permanent):
                 metrics.incr("provider_429", log.channel_type)
+                if ahead is not None:
+                    ahead.clear()
                 return persist(throttled, log, address, exc)
             return persist(record_failure, log, exc)
         except DATABASE_DOWN:
@@ -339,16 +352,17 @@ def _what(subject):
     return f"message {subject.pk}"
 
 
-def send(log, address, outgoing):
+def send(log, address, outgoing, ahead=None):
     """Take the rate-limit tokens and call the channel. A channel that splits
     a message (``sends_in_chunks``) is paced one chunk at a time, each chunk
     within the recipient's limit, and resumes after the chunks an earlier
-    attempt delivered (``MessageLog.chunks_sent``)."""
+    attempt delivered (``MessageLog.chunks_sent``). ``ahead``: the batch's
+    places taken ahead (ratelimit.Ahead)."""
     channel = channels.get(log.channel_type)
     account = channels.account_id(log.channel_type)
     if not getattr(channel, "sends_in_chunks", False):
         cost = channels.requests_needed(log.channel_type, outgoing)
-        ratelimit.acquire(log.channel_type, address, account, cost=cost)
+        ratelimit.acquire(log.channel_type, address, account, cost=cost, ahead=ahead)
         return channel.send(address, outgoing)
     # The row was loaded by this claim: its progress is the database's.
     start = log.chunks_sent or 0
@@ -361,7 +375,7 @@ def send(log, address, outgoing):
         if unrecorded:
             persist(record_progress, log, log.chunks_sent, ids)
             unrecorded.clear()
-        ratelimit.acquire(log.channel_type, address, account, cost=1)
+        ratelimit.acquire(log.channel_type, address, account, cost=1, ahead=ahead)
 
     def after_chunk(index, message_id):
         ids.append(message_id)

@@ -58,15 +58,8 @@ GUARD_MAX_COUNT = 1000
 _members = itertools.count()
 _member_prefix = os.urandom(4).hex()
 
-# KEYS: per scope, its TAT key then its blocked-until key.
-# ARGV: per scope, interval_us, tolerance_us, max_wait_us, shared (1: the
-# account, which every message shares).
-# Reserves the earliest instant all scopes allow, unless a scope would wait
-# longer than its max_wait, or the wait comes from a recipient's scope and
-# would leave a hole in the account's schedule (reserving the account at a
-# chat's later slot would hold up every other chat until then).
-# Returns {reserved (0/1), wait_us, index of the scope that sets the wait,
-# the reserved instant in Redis time (us)}.
+# The departure log: at most ``count`` sends in any ``span`` (us). Returns 0
+# when it took the send, else the us until it has room.
 _GUARD_LUA = """
 local function guard(key, now, span, count, member, cost)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
@@ -82,43 +75,93 @@ local function guard(key, now, span, count, member, cost)
 end
 """
 
+# The GCRA over one message's scopes. Scope i's keys are KEYS[k + 2i - 1]
+# (TAT) and KEYS[k + 2i] (blocked until), its ARGV a + 4i - 3 .. a + 4i.
+# Reserves the earliest instant all scopes allow and returns {1, wait_us,
+# index of the scope that sets the wait, the instant}; {0, wait_us, index, 0}
+# when nothing could be taken; nil, taking nothing, when ``slack`` is given
+# and the message would wait longer than that (us).
+_GCRA_LUA = """
+local function gcra(now, k, a, n, slack)
+  local tats, wait, worst, over = {}, 0, 0, false
+  local shared_wait, shared_interval = nil, 0
+  for i = 1, n do
+    local interval = tonumber(ARGV[a + 4 * i - 3])
+    local tolerance = tonumber(ARGV[a + 4 * i - 2])
+    local tat = tonumber(redis.call('GET', KEYS[k + 2 * i - 1]) or '0')
+    if tat < now then tat = now end
+    tats[i] = tat
+    local w = tat - tolerance - now
+    local blocked = tonumber(redis.call('GET', KEYS[k + 2 * i]) or '0') - now
+    if blocked > w then w = blocked end
+    if w > tonumber(ARGV[a + 4 * i - 1]) then over = true end
+    if ARGV[a + 4 * i] == '1' then
+      shared_wait = math.max(w, 0)
+      shared_interval = interval
+    end
+    if w > wait then wait = w; worst = i end
+  end
+  if slack and (over or wait > slack) then return nil end
+  if over or (shared_interval > 0 and wait - shared_wait > shared_interval) then
+    return {0, wait, worst, 0}
+  end
+  local at = now + wait
+  for i = 1, n do
+    local tat = math.max(tats[i], at) + tonumber(ARGV[a + 4 * i - 3])
+    redis.call('SET', KEYS[k + 2 * i - 1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  end
+  return {1, wait, worst, at}
+end
+"""
+
 # The departure log (see the module's docstring). KEYS[1] its key; ARGV[1..4]
 # span_us (0: no log), count, member, cost.
-_RESERVE = _GUARD_LUA + """
+# KEYS then, per scope, its TAT key then its blocked-until key.
+# ARGV then, per scope, interval_us, tolerance_us, max_wait_us, shared (1: the
+# account, which every message shares).
+# Reserves the earliest instant all scopes allow, unless a scope would wait
+# longer than its max_wait, or the wait comes from a recipient's scope and
+# would leave a hole in the account's schedule (reserving the account at a
+# chat's later slot would hold up every other chat until then).
+# Returns {reserved (0/1), wait_us, index of the scope that sets the wait,
+# the reserved instant in Redis time (us), the departure log's hold-back}.
+_RESERVE = _GUARD_LUA + _GCRA_LUA + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = (#KEYS - 1) / 2
-local tats, wait, worst, over = {}, 0, 0, false
-local shared_wait, shared_interval = nil, 0
-for i = 1, n do
-  local interval = tonumber(ARGV[4 * i + 1])
-  local tolerance = tonumber(ARGV[4 * i + 2])
-  local tat = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
-  if tat < now then tat = now end
-  tats[i] = tat
-  local w = tat - tolerance - now
-  local blocked = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0') - now
-  if blocked > w then w = blocked end
-  if w > tonumber(ARGV[4 * i + 3]) then over = true end
-  if ARGV[4 * i + 4] == '1' then
-    shared_wait = math.max(w, 0)
-    shared_interval = interval
-  end
-  if w > wait then wait = w; worst = i end
-end
-if over or (shared_interval > 0 and wait - shared_wait > shared_interval) then
-  return {0, wait, worst, 0, 0}
-end
-local at = now + wait
-for i = 1, n do
-  local tat = math.max(tats[i], at) + tonumber(ARGV[4 * i + 1])
-  redis.call('SET', KEYS[2 * i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-end
+local r = gcra(now, 1, 4, (#KEYS - 1) / 2, nil)
+if r[1] == 0 then return {0, r[2], r[3], 0, 0} end
 -- Sending at once: the departure log is checked now (after a wait, by _AWAKE).
 local held_back = -1
 if tonumber(ARGV[1]) == 0 then held_back = 0
-elseif wait <= 0 then held_back = guard(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])) end
-return {1, wait, worst, at, held_back}
+elseif r[2] <= 0 then held_back = guard(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])) end
+return {1, r[2], r[3], r[4], held_back}
+"""
+
+# A reservation for the message about to go (as _RESERVE without a departure
+# log), then places taken ahead for the thread's next messages, each over its
+# own scopes, as long as each can go within ARGV[2] us (see Ahead).
+# ARGV[1] the number of messages, ARGV[2] the slack; then per message its
+# number of scopes n and its 4 n scope arguments. KEYS: per message, its 2 n
+# scope keys. Returns _RESERVE's answer for the first, then how many of the
+# others were taken and the wait of the last one taken (us).
+_AHEAD = _GCRA_LUA + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slack = tonumber(ARGV[2])
+local k, a, first, taken, last_wait = 0, 3, nil, 0, 0
+for m = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  local r = gcra(now, k, a, n, m > 1 and slack or nil)
+  if m == 1 then
+    first = r
+    if r[1] == 0 or r[2] > 0 then break end
+  elseif r == nil then break
+  else taken = taken + 1; last_wait = r[2] end
+  k = k + 2 * n
+  a = a + 4 * n + 1
+end
+if first[1] == 0 then return {0, first[2], first[3], 0, 0, 0, 0} end
+return {1, first[2], first[3], first[4], 0, taken, last_wait}
 """
 
 # A message that cannot go soon because of a recipient's own pace takes the
@@ -229,6 +272,9 @@ class Reservation:
     # Sending at once (wait_s 0): 0 when the departure log took the send,
     # else the seconds until it has room. None: checked after the wait.
     held_back_s: float | None = 0.0
+    # Places taken ahead with it (Ahead), and the wait of the last of them.
+    taken: int = 0
+    taken_wait_s: float = 0.0
 
 
 _client = None
@@ -261,7 +307,7 @@ _generation = 0
 def _register_scripts(on):
     """The Script objects (their SHA) once; each call passes its own client."""
     if not _scripts:
-        for name, source in (("reserve", _RESERVE), ("awake", _AWAKE), ("block", _BLOCK), ("queue", _QUEUE)):
+        for name, source in (("reserve", _RESERVE), ("ahead", _AHEAD), ("awake", _AWAKE), ("block", _BLOCK), ("queue", _QUEUE)):
             _scripts[name] = on.register_script(source)
 
 
@@ -359,20 +405,114 @@ def _guard_args(scopes, cost):
                                 min(max(int(cost), 1), guarded.guard_count)]
 
 
-def reserve(scopes, cost=1):
-    """One reservation over ``scopes``: a Reservation (``reserved`` False when
-    a scope's wait is longer than its max_sleep_s: nothing was taken). A
-    reservation to send at once is also checked against the departure log."""
-    keys, args = _guard_args(scopes, cost)
+def _scope_args(scopes, cost, keys, args):
     for scope in scopes:
         # Rounded up: 30/s must never fit 31 sends in one second.
         interval_us = math.ceil(scope.interval_s * cost * 1e6)
         tolerance_us = math.floor(scope.interval_s * (scope.burst - 1) * 1e6)
         keys += [scope.key, scope.blocked_key]
         args += [interval_us, tolerance_us, round(scope.max_sleep_s * 1e6), int(scope.name == "account")]
+
+
+def reserve(scopes, cost=1, following=()):
+    """One reservation over ``scopes``: a Reservation (``reserved`` False when
+    a scope's wait is longer than its max_sleep_s: nothing was taken). A
+    reservation to send at once is also checked against the departure log.
+    ``following``: the scopes of the thread's next messages (one request
+    each), for places taken ahead in the same script run (see Ahead: only
+    scopes it allows, none with a departure log)."""
+    if following:
+        keys, args = [], [1 + len(following), AHEAD_SLACK_US, len(scopes)]
+        _scope_args(scopes, cost, keys, args)
+        for other in following:
+            args.append(len(other))
+            _scope_args(other, 1, keys, args)
+        reserved, wait_us, worst, at_us, _held, taken, taken_wait_us = _run("ahead", keys, args)
+        return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6,
+                           0.0, taken, taken_wait_us / 1e6)
+    keys, args = _guard_args(scopes, cost)
+    _scope_args(scopes, cost, keys, args)
     reserved, wait_us, worst, at_us, held_back_us = _run("reserve", keys, args)
     return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6,
                        None if held_back_us < 0 else held_back_us / 1e6)
+
+
+# Places taken ahead may wait at most this long for their slot (each has its
+# own instant in the account's schedule: at a pace of 1,000,000/s they are
+# 1.1 us apart, and 20 messages reserved at once are not 19 waits).
+AHEAD_SLACK_US = 1000
+
+
+class Ahead:
+    """One worker thread's batch of messages (workers.delivery.deliver_batch),
+    in the order it sends them. Where no limit is within reach, the send that
+    reserves its place also takes places for the thread's next messages, in
+    the same script run: a batch costs a few Redis round trips instead of one
+    per message. Each message still takes its own place in every scope that
+    applies to it (its chat's included), and only one it may have at once;
+    what changes is when: up to RATE_LIMIT["AHEAD"]["HORIZON_S"] before its
+    send. A place not used by then is dropped (wasted, never sent on), and a
+    429 drops them all.
+
+    Only where that cannot bunch sends against a limit (``eligible``): no
+    departure log, no group, and an account paced at RATE_LIMIT["AHEAD"]
+    ["MIN_RATE"] per second or more (one worker thread sends tens a second).
+    Telegram's 30/s, and every limit a process can reach, take their place
+    per send as before. The thread takes as many places as it sends within
+    the horizon at its own pace, so a slow provider means none."""
+
+    def __init__(self, upcoming):
+        conf = settings.RATE_LIMIT.get("AHEAD") or {}
+        self.horizon_s = float(conf.get("HORIZON_S", 0.0))
+        self.most = int(conf.get("MAX", 0))
+        self.min_rate = float(conf.get("MIN_RATE", 1000.0))
+        # (channel_type, address, account) of the messages still to send.
+        self.upcoming = [(c, str(a), acc) for c, a, acc in upcoming]
+        self.places = {}  # key -> [(monotonic expiry, monotonic due)]
+        self.last = None
+        self.pace_s = None  # this thread's seconds per send (moving average)
+
+    def eligible(self, scopes):
+        for scope in scopes:
+            if scope.guard_count or scope.name == "group":
+                return False
+            if scope.name == "account" and scope.interval_s * self.min_rate > 1.0:
+                return False
+        return True
+
+    def take(self, key):
+        """A place taken earlier for ``key`` (channel_type, address, account):
+        the seconds to wait for its slot (0.0 mostly), None if there is none."""
+        now = time.monotonic()
+        if self.last is not None:
+            gap = now - self.last
+            self.pace_s = gap if self.pace_s is None else 0.7 * self.pace_s + 0.3 * gap
+        self.last = now
+        if key in self.upcoming:  # the messages before it went another way (skipped, failed)
+            del self.upcoming[:self.upcoming.index(key) + 1]
+        places = self.places.get(key)
+        while places:
+            expiry, due = places.pop(0)
+            if expiry >= now:
+                return max(due - now, 0.0)
+        return None
+
+    def following(self):
+        """The next messages to take places for with this send: as many as
+        this thread sends within the horizon."""
+        if not self.horizon_s or not self.most or not self.pace_s:
+            return []
+        return self.upcoming[:min(self.most, int(self.horizon_s / max(self.pace_s, 1e-4)))]
+
+    def took(self, keys, since, due):
+        """Places taken for ``keys`` by a reservation made at ``since``, all
+        due by ``due`` (monotonic seconds)."""
+        for key in keys:
+            self.places.setdefault(key, []).append((since + self.horizon_s, due))
+
+    def clear(self):
+        """A 429: the places taken ahead are not used (the next send reserves again)."""
+        self.places.clear()
 
 
 def awake(scopes, cost=1):
@@ -398,18 +538,34 @@ def blocked_for(scopes):
     return wait_us / 1e6, scopes[worst - 1].name if worst else ""
 
 
-def acquire(channel_type, address, account="", cost=1, sleep=time.sleep):
+def acquire(channel_type, address, account="", cost=1, sleep=time.sleep, ahead=None):
     """Wait until sending ``cost`` messages on ``channel_type`` to ``address``
     is within every limit that applies, and take them. Returns the seconds
     slept. Raises RateLimited when the wait is too long to sleep, and
-    LimiterUnavailable when Redis cannot be reached."""
+    LimiterUnavailable when Redis cannot be reached. ``ahead``: the thread's
+    batch (Ahead), which may hold a place taken for this send already."""
     scopes = scopes_for(channel_type, address, account)
     if not scopes:
         return 0.0
+    following = []
+    if ahead is not None and cost == 1:
+        key = (channel_type, str(address), account)
+        wait = ahead.take(key)
+        if wait is not None:
+            if wait > 0:
+                sleep(wait)
+            return wait
+        if ahead.eligible(scopes):
+            following = [(k, other) for k in ahead.following()
+                         if ahead.eligible(other := scopes_for(*k))]
     budget = {s.name: s.max_sleep_s for s in scopes}
     slept = 0.0
     while True:
-        slot = reserve(scopes, cost)
+        since = time.monotonic()
+        slot = reserve(scopes, cost, [other for _k, other in following])
+        if slot.taken:
+            ahead.took([k for k, _other in following[:slot.taken]], since, time.monotonic() + slot.taken_wait_s)
+        following = []
         if not slot.reserved:
             if slot.wait_s > 0 and slept + slot.wait_s <= budget.get(slot.scope, 0):
                 # A recipient's own pace, and short: sleep without holding an
