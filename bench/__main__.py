@@ -25,6 +25,9 @@ def parse_args(argv):
                         help="PostgreSQL database (default cmms_bench) or SQLite file name under var/bench/")
     parser.add_argument("--sandbox", choices=("subprocess", "inprocess"), default="subprocess",
                         help="run the Telegram sandbox as its own process (default) or as a thread of this one")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="Celery's broker: the private Redis (default) or a private RabbitMQ node "
+                             "(rabbitmq-server must be installed); the rate limiter stays on Redis")
     parser.add_argument("--pool", default="threads", help="Celery worker pool (-P)")
     parser.add_argument("--concurrency", type=int, default=32, help="Celery worker concurrency (-c)")
     parser.add_argument("--inbox-clients", type=int,
@@ -55,9 +58,10 @@ def main(argv=None):
     from . import report
     from .scenarios import SCENARIOS
 
-    print(f"bench: size={args.size} database={url.split('@')[-1]} scenarios={','.join(args.scenarios)}", flush=True)
+    print(f"bench: size={args.size} database={url.split('@')[-1]} broker={args.broker} "
+          f"scenarios={','.join(args.scenarios)}", flush=True)
     results, errors, durations = {}, {}, {}
-    options = {"sandbox": args.sandbox, "pool": args.pool, "concurrency": args.concurrency,
+    options = {"sandbox": args.sandbox, "broker": args.broker, "pool": args.pool, "concurrency": args.concurrency,
                "profile_dir": args.profile, "profile_mode": args.profile_mode}
     params = dict(SIZES[args.size])
     if args.inbox_clients:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.processes import ROOT, RedisServer, Worker, free_port, wait_for
+from tests.support.processes import ROOT, RabbitMQServer, RedisServer, Worker, free_port, wait_for
 from tests.support.sandbox_process import SandboxProcess, _SandboxChild
 
 # The bench runs the product as production would: DEBUG off (Django would
@@ -264,10 +264,12 @@ class Bench:
     and start the workers they need with ``workers()``."""
 
     def __init__(self, size, params, sandbox="subprocess", pool="threads", concurrency=32, profile_dir=None,
-                 profile_mode="wall", log=print):
+                 profile_mode="wall", log=print, broker="redis"):
         self.size = size
         self.params = params
         self.sandbox_mode = sandbox
+        self.broker_kind = broker
+        self.rabbitmq = None
         self.pool = pool
         self.concurrency = concurrency
         self.profile_dir = Path(profile_dir) if profile_dir else None
@@ -279,20 +281,34 @@ class Bench:
     def __enter__(self):
         from django.core.management import call_command
 
-        from tests.conftest import _configure_broker
+        from tests.conftest import SESSION, _configure_broker
 
         started = time.monotonic()
         call_command("migrate", verbosity=0)
         self.redis = RedisServer().start()
+        broker = f"redis :{self.redis.port}"
+        if self.broker_kind == "rabbitmq":
+            # A private node (tests/support/processes.py), never the machine's
+            # RabbitMQ; the limiter, heartbeats and results stay on the Redis.
+            self.rabbitmq = RabbitMQServer().start()
+            broker = f"rabbitmq :{self.rabbitmq.port}"
+        # Workers started with worker_env(self.redis.url, ...) get this broker.
+        SESSION.update(redis_url=self.redis.url, broker_url=self.broker_url)
         _configure_broker(self.redis.url)
         self.sandbox = (SandboxProcess() if self.sandbox_mode == "subprocess" else SandboxInProcess()).start()
-        self.log(f"setup: database migrated, redis :{self.redis.port}, sandbox {self.sandbox.url} "
-                 f"({self.sandbox_mode}) in {time.monotonic() - started:.1f} s")
+        self.log(f"setup: database migrated, redis :{self.redis.port}, broker {broker}, sandbox "
+                 f"{self.sandbox.url} ({self.sandbox_mode}) in {time.monotonic() - started:.1f} s")
         return self
+
+    @property
+    def broker_url(self):
+        return self.rabbitmq.url if self.rabbitmq else self.redis.url
 
     def __exit__(self, *exc):
         if self.sandbox:
             self.sandbox.stop()
+        if self.rabbitmq:
+            self.rabbitmq.close()
         if self.redis:
             self.redis.close()
 
@@ -305,6 +321,10 @@ class Bench:
         from notifications.models import MessageLog, RoleBroadcast
 
         redis_lib.Redis.from_url(self.redis.url).flushall()
+        if self.rabbitmq:
+            from celery_app import app
+
+            app.control.purge()  # every queue the app declares
         RoleBroadcast.objects.all().delete()
         MessageLog.objects.all().delete()
         self.sandbox.reset(config=True)

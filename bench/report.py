@@ -37,6 +37,12 @@ def _cpu_model():
     return platform.processor()
 
 
+def _broker_scheme():
+    from celery_app import app
+
+    return app.conf.broker_url.split("://", 1)[0]
+
+
 def machine_info(bench):
     """Facts about where the numbers were taken (call with Django set up)."""
     import redis
@@ -57,6 +63,8 @@ def machine_info(bench):
         "db_version": db_version,
         "redis_version": redis.Redis.from_url(bench.redis.url).info("server")["redis_version"],
         "sandbox": bench.sandbox_mode,
+        # What the producers and workers publish to (bench --broker).
+        "broker": _broker_scheme(),
         "worker_pool": f"-P {bench.pool} -c {bench.concurrency}",
         "loadavg_start": os.getloadavg(),
     }

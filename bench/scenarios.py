@@ -352,9 +352,9 @@ def broadcast(bench):
             raise RuntimeError(f"broadcast: {written} of {total} rows written, "
                                f"{MessageLog.objects.filter(published_at__isnull=True).count()} unpublished "
                                f"after {queued_s:.0f} s")
-        import redis as redis_lib
+        from workers import broker
 
-        broker_len = redis_lib.Redis.from_url(bench.redis.url).llen("telegram")
+        broker_len = broker.queue_depths(["telegram"])["telegram"]
 
     bench.fresh()
     started = time.perf_counter()

@@ -136,3 +136,34 @@ def test_the_rabbitmq_marker_cannot_be_read_while_the_broker_is_down_and_reports
     assert outbox.broker_lost_its_data() is None  # unknown: asked again on the next run
     rabbit.start()
     assert outbox.broker_lost_its_data() is None
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.bench
+@pytest.mark.timeout(600)
+def test_the_pipeline_bench_runs_on_a_private_rabbitmq_node_with_the_limiter_on_redis(tmp_path):
+    """``python -m bench --broker rabbitmq`` (docs/benchmarks.md, "RabbitMQ as
+    the broker"): the producers and workers publish to the bench's own node,
+    and the pipeline scenario writes its keys."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    results = tmp_path / "latest.json"
+    env = {**os.environ, "CMMS_VAR_DIR": str(tmp_path)}
+    args = [sys.executable, "-m", "bench", "--size", "tiny", "--scenarios", "pipeline", "--broker", "rabbitmq",
+            "--json", str(results)]
+    if env.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        args += ["--db-name", "cmms_bench_smoke_amqp"]
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=560, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "broker rabbitmq :" in proc.stdout
+    run = json.loads(results.read_text())
+    assert run["machine"]["broker"] == "amqp"
+    assert run["scenarios"]["pipeline"]["error"] is None
+    written = run["results"]
+    assert written["pipeline_msgs_per_s"]["value"] > 0
+    assert 0 < written["pipeline_over_raw_http"]["value"] < 5
