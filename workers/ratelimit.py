@@ -300,7 +300,6 @@ def client():
 # of its own, so a call does not check a connection out of a shared pool (a
 # lock and a poll() of the socket per call: a fifth of the limiter's CPU).
 _local = threading.local()
-_thread_clients = []
 _generation = 0
 
 
@@ -316,28 +315,30 @@ def _thread_client():
     own = getattr(_local, "client", None)
     if own is not None and _local.key == key:
         return own
+    if own is not None and _local.key[0] == os.getpid():
+        _local.client = None
+        own.close()  # this thread's own, after a reset(): nobody else uses it
     timeout = settings.RATE_LIMIT["SOCKET_TIMEOUT_S"]
     own = redis.Redis.from_url(settings.RATE_LIMIT["REDIS_URL"], socket_timeout=timeout,
                                socket_connect_timeout=timeout, health_check_interval=0,
                                single_connection_client=True)  # connects here: may raise
     with _client_lock:
-        _thread_clients.append(own)
         _register_scripts(own)
     _local.client, _local.key = own, key
     return own
 
 
 def reset():
-    """Forget the Redis clients (tests point settings at another Redis)."""
+    """Forget the Redis clients (tests point settings at another Redis).
+    Nothing is closed under another thread: the shared client closes when
+    the last call still using it lets go of it, and each thread closes its
+    own client the next time it asks for one (closing a client another
+    thread was reading from broke that read with an AttributeError inside
+    redis-py: the worker heartbeat's, in the test suite)."""
     global _client, _generation
     with _client_lock:
-        if _client is not None:
-            _client.close()
         _client = None
         _generation += 1
-        for own in _thread_clients:
-            own.close()
-        _thread_clients.clear()
 
 
 def _run(script, keys, args=()):
