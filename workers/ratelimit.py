@@ -142,8 +142,9 @@ return {1, r[2], r[3], r[4], held_back}
 # own scopes, as long as each can go within ARGV[2] us (see Ahead).
 # ARGV[1] the number of messages, ARGV[2] the slack; then per message its
 # number of scopes n and its 4 n scope arguments. KEYS: per message, its 2 n
-# scope keys. Returns _RESERVE's answer for the first, then how many of the
-# others were taken and the wait of the last one taken (us).
+# scope keys. Returns _RESERVE's answer for the first without the departure
+# log's, then how many of the others were taken and the wait of the last one
+# taken (us).
 _AHEAD = _GCRA_LUA + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -160,8 +161,8 @@ for m = 1, tonumber(ARGV[1]) do
   k = k + 2 * n
   a = a + 4 * n + 1
 end
-if first[1] == 0 then return {0, first[2], first[3], 0, 0, 0, 0} end
-return {1, first[2], first[3], first[4], 0, taken, last_wait}
+if first[1] == 0 then return {0, first[2], first[3], 0, 0, 0} end
+return {1, first[2], first[3], first[4], taken, last_wait}
 """
 
 # A message that cannot go soon because of a recipient's own pace takes the
@@ -428,7 +429,7 @@ def reserve(scopes, cost=1, following=()):
         for other in following:
             args.append(len(other))
             _scope_args(other, 1, keys, args)
-        reserved, wait_us, worst, at_us, _held, taken, taken_wait_us = _run("ahead", keys, args)
+        reserved, wait_us, worst, at_us, taken, taken_wait_us = _run("ahead", keys, args)
         return Reservation(bool(reserved), wait_us / 1e6, scopes[worst - 1].name if worst else "", at_us / 1e6,
                            0.0, taken, taken_wait_us / 1e6)
     keys, args = _guard_args(scopes, cost)
@@ -489,8 +490,10 @@ class Ahead:
             gap = now - self.last
             self.pace_s = gap if self.pace_s is None else 0.7 * self.pace_s + 0.3 * gap
         self.last = now
-        if key in self.upcoming:  # the messages before it went another way (skipped, failed)
+        try:  # the messages before it went another way (skipped, failed)
             del self.upcoming[:self.upcoming.index(key) + 1]
+        except ValueError:  # a later chunk of the same message, or a migrated chat
+            pass
         places = self.places.get(key)
         while places:
             expiry, due = places.pop(0)
